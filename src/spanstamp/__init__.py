@@ -1,0 +1,41 @@
+"""spanstamp: say the session and user once; every span started inside carries them.
+
+    with using_session(conversation_id), using_user(user_id):
+        client.chat.completions.create(...)
+"""
+
+from spanstamp.context import current_session_id, current_user_id, get_attributes_from_context, new_session_id
+from spanstamp.pipeline import configure, install
+from spanstamp.processor import SessionSpanProcessor
+from spanstamp.rules import configure_rules
+from spanstamp.scopes import (
+    Scope,
+    from_arg,
+    using_attributes,
+    using_metadata,
+    using_prompt_template,
+    using_session,
+    using_tags,
+    using_user,
+)
+from spanstamp.threads import carry_context
+
+__all__ = [
+    "Scope",
+    "SessionSpanProcessor",
+    "carry_context",
+    "configure",
+    "configure_rules",
+    "current_session_id",
+    "current_user_id",
+    "from_arg",
+    "get_attributes_from_context",
+    "install",
+    "new_session_id",
+    "using_attributes",
+    "using_metadata",
+    "using_prompt_template",
+    "using_session",
+    "using_tags",
+    "using_user",
+]

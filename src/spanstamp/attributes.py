@@ -1,0 +1,52 @@
+"""The names spanstamp reads from the Context and writes on spans.
+
+This is the only module that spells them. The context keys are plain strings equal
+to the span attribute names, exactly as OpenInference uses them, so values written
+by OpenInference's ``using_*`` are read here and the other way round::
+
+    from spanstamp.attributes import SESSION_ID
+    SessionSpanProcessor(attributes=[SESSION_ID])
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SESSION_ID: Final = "session.id"
+USER_ID: Final = "user.id"
+METADATA: Final = "metadata"
+TAG_TAGS: Final = "tag.tags"
+PROMPT_TEMPLATE: Final = "llm.prompt_template.template"
+PROMPT_TEMPLATE_VERSION: Final = "llm.prompt_template.version"
+PROMPT_TEMPLATE_VARIABLES: Final = "llm.prompt_template.variables"
+
+#: The OTel GenAI attribute for a conversation; written (off by default) as a copy of
+#: ``session.id`` when ``SessionSpanProcessor(gen_ai_conversation_id=True)``.
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+
+#: Every key a scope can put into the Context, in the order the processor stamps them.
+CONTEXT_ATTRIBUTES: Final[tuple[str, ...]] = (
+    SESSION_ID,
+    USER_ID,
+    METADATA,
+    TAG_TAGS,
+    PROMPT_TEMPLATE,
+    PROMPT_TEMPLATE_VERSION,
+    PROMPT_TEMPLATE_VARIABLES,
+)
+
+# Values under these keys are identifiers: a str on the span, never anything else.
+ID_ATTRIBUTES: Final = frozenset({SESSION_ID, USER_ID, PROMPT_TEMPLATE_VERSION})
+
+__all__ = [
+    "CONTEXT_ATTRIBUTES",
+    "GEN_AI_CONVERSATION_ID",
+    "ID_ATTRIBUTES",
+    "METADATA",
+    "PROMPT_TEMPLATE",
+    "PROMPT_TEMPLATE_VARIABLES",
+    "PROMPT_TEMPLATE_VERSION",
+    "SESSION_ID",
+    "TAG_TAGS",
+    "USER_ID",
+]

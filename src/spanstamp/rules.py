@@ -1,0 +1,277 @@
+"""Input rules: what spanstamp accepts as an id, a tag, metadata or a template.
+
+Every value that reaches the Context passes through one of the ``check_*`` functions
+here, and nowhere else. A value that breaks a rule is left out with a warning on the
+``spanstamp`` logger, or raises in strict mode. Messages name the argument and say
+what was wrong (type, length), never the value itself: ids can be personal data::
+
+    configure_rules(strict=True)      # raise TypeError / ValueError instead of warning
+    check_id(" abc ", "using_session(session_id)")   # -> "abc"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Final, NoReturn
+
+logger: Final = logging.getLogger("spanstamp")
+
+DEFAULT_MAX_ID_LENGTH: Final = 256
+STRICT_ENV: Final = "SPANSTAMP_STRICT"
+MAX_ID_LENGTH_ENV: Final = "SPANSTAMP_MAX_ID_LENGTH"
+
+# One warning per distinct problem per interval: a bad header on every request
+# must not flood the application's logs.
+_WARN_INTERVAL_S: Final = 60.0
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"", "0", "false", "no", "off"})
+
+
+class JsonObject:
+    """A validated mapping, kept both as a JSON-safe dict and as its JSON text."""
+
+    __slots__ = ("data", "text")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.text = dumps(data)
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """Encode a mapping the way OpenInference stores metadata and prompt variables."""
+    return json.dumps(data, default=str, ensure_ascii=False)
+
+
+class _Settings:
+    __slots__ = ("max_id_length", "strict")
+
+    def __init__(self) -> None:
+        self.strict = False
+        self.max_id_length = DEFAULT_MAX_ID_LENGTH
+
+
+_settings: Final = _Settings()
+_warned: dict[str, tuple[float, int]] = {}
+_warned_lock: Final = threading.Lock()
+
+
+def configure_rules(*, strict: bool | None = None, max_id_length: int | None = None) -> None:
+    """Change the input rules for the whole process; ``None`` leaves a setting as it is.
+
+    ``strict=True`` turns every rejected value into a ``TypeError`` or ``ValueError``
+    (for development and tests). ``max_id_length`` caps ids: longer ones are rejected,
+    never truncated, because two truncated ids could merge two sessions::
+
+        configure_rules(strict=True, max_id_length=128)
+    """
+    if strict is not None:
+        if not isinstance(strict, bool):
+            raise TypeError(f"configure_rules(strict) must be a bool, got {type(strict).__name__}")
+        _settings.strict = strict
+    if max_id_length is not None:
+        if isinstance(max_id_length, bool) or not isinstance(max_id_length, int) or max_id_length < 1:
+            raise ValueError("configure_rules(max_id_length) must be a positive int")
+        _settings.max_id_length = max_id_length
+
+
+def is_strict() -> bool:
+    """Whether rejected input raises (strict mode) instead of being left out with a warning.
+
+        if is_strict(): ...
+    """
+    return _settings.strict
+
+
+def max_id_length() -> int:
+    """The longest id accepted, in characters.
+
+        assert len(session_id) <= max_id_length()
+    """
+    return _settings.max_id_length
+
+
+def load_environment(environ: Mapping[str, str] = os.environ) -> None:
+    """Read ``SPANSTAMP_STRICT`` and ``SPANSTAMP_MAX_ID_LENGTH``; a bad value is reported, not fatal.
+
+        load_environment({"SPANSTAMP_STRICT": "1"})
+    """
+    raw = environ.get(STRICT_ENV)
+    if raw is not None:
+        flag = raw.strip().lower()
+        if flag in _TRUE:
+            _settings.strict = True
+        elif flag in _FALSE:
+            _settings.strict = False
+        else:
+            logger.warning("%s=%r is not a boolean (use 1 or 0); strict mode stays off", STRICT_ENV, raw)
+    raw = environ.get(MAX_ID_LENGTH_ENV)
+    if raw is not None:
+        try:
+            cap = int(raw)
+            if cap < 1:
+                raise ValueError
+        except ValueError:
+            logger.warning(
+                "%s=%r is not a positive integer; the id cap stays %d",
+                MAX_ID_LENGTH_ENV,
+                raw,
+                _settings.max_id_length,
+            )
+        else:
+            _settings.max_id_length = cap
+
+
+def reject(where: str, problem: str, error: type[Exception] = ValueError) -> None:
+    """Report a value that breaks a rule: raise in strict mode, else warn (rate-limited).
+
+    ``problem`` must describe the value by type and size only, never by content::
+
+        reject("using_session(session_id)", "expected a str or int, got float", TypeError)
+    """
+    if _settings.strict:
+        _raise(error, where, problem)
+    message = f"{where}: {problem}; the value is left out"
+    now = time.monotonic()
+    with _warned_lock:
+        last, suppressed = _warned.get(message, (None, 0))
+        if last is not None and now - last < _WARN_INTERVAL_S:
+            _warned[message] = (last, suppressed + 1)
+            return
+        _warned[message] = (now, 0)
+    if suppressed:
+        message += f" ({suppressed} more like this in the last {_WARN_INTERVAL_S:.0f} s)"
+    logger.warning(message)
+
+
+def _raise(error: type[Exception], where: str, problem: str) -> NoReturn:
+    raise error(f"{where}: {problem}")
+
+
+def describe(value: object) -> str:
+    """Name a value's type and size without showing its content.
+
+        describe("secret@example.com")  # -> "a str of 18 characters"
+    """
+    if isinstance(value, str):
+        return f"a str of {len(value)} characters"
+    return f"a value of type {type(value).__name__}"
+
+
+def check_id(value: object, where: str) -> str | None:
+    """An id: a str non-empty after stripping (returned stripped), or an int (as decimal).
+
+    ``None`` means "no id here" and returns ``None`` quietly::
+
+        check_id(" u-1 ", "using_user(user_id)")  # -> "u-1"
+        check_id(42, "using_user(user_id)")       # -> "42"
+    """
+    if type(value) is str:
+        text = value.strip()
+    elif value is None:
+        return None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str):  # a str subclass: keep its text, drop the subclass
+        text = str.strip(value)
+    else:
+        reject(where, f"expected a str or int, got {describe(value)}", TypeError)
+        return None
+    if not text:
+        reject(where, "got an empty or blank str")
+        return None
+    if len(text) > _settings.max_id_length:
+        reject(
+            where,
+            f"got {describe(text)}, over the cap of {_settings.max_id_length} "
+            "(ids are not truncated: a cut id could merge two sessions)",
+        )
+        return None
+    return text
+
+
+def check_tags(value: object, where: str) -> tuple[str, ...] | None:
+    """Tags: a list (or tuple, set) of non-empty str; bad entries are left out one by one.
+
+    An empty collection, like ``None``, means "no tags here"::
+
+        check_tags(["beta", " ", "beta"], "using_tags(tags)")  # -> ("beta",) and one warning
+    """
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        reject(where, f"expected a list of str, got {describe(value)}", TypeError)
+        return None
+    tags: dict[str, None] = {}
+    for tag in value:
+        if not isinstance(tag, str):
+            reject(where, f"each tag must be a str, got {describe(tag)}", TypeError)
+        elif not tag.strip():
+            reject(where, "got an empty or blank tag")
+        else:
+            tags[tag.strip()] = None
+    return tuple(tags) or None
+
+
+def check_mapping(value: object, where: str) -> JsonObject | None:
+    """Metadata or prompt variables: a mapping with str keys, made JSON-safe.
+
+    Entries with a non-str key are left out one by one; values that JSON cannot
+    encode go through ``str``. An empty mapping, like ``None``, means "nothing here"::
+
+        check_mapping({"tier": "pro", "when": date.today()}, "using_metadata(metadata)")
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        reject(where, f"expected a mapping with str keys, got {describe(value)}", TypeError)
+        return None
+    data: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(key, str):
+            data[key] = item
+        else:
+            reject(where, f"keys must be str, got a key of type {type(key).__name__}", TypeError)
+    if not data:
+        return None
+    try:
+        # A round trip through JSON gives a plain copy that later mutation of the
+        # caller's dict cannot reach, and that merges and encodes without surprises.
+        safe = json.loads(dumps(data))
+    except (TypeError, ValueError) as exc:  # circular reference, a non-str nested key
+        reject(where, f"cannot be encoded as JSON ({type(exc).__name__})")
+        return None
+    return JsonObject(safe)
+
+
+def check_template(value: object, where: str) -> str | None:
+    """A prompt template: a str with some non-blank text, kept exactly as given.
+
+        check_template("Answer {question}", "using_prompt_template(template)")
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        reject(where, f"expected a str, got {describe(value)}", TypeError)
+        return None
+    if not value.strip():
+        reject(where, "got an empty or blank str")
+        return None
+    return str(value)
+
+
+def forget_warnings() -> None:
+    """Reset the rate limiter, so the next rejected value warns again (for tests).
+
+        forget_warnings()
+    """
+    with _warned_lock:
+        _warned.clear()
+
+
+load_environment()
