@@ -1,7 +1,7 @@
 """spanstamp: say the session and user once; every span started inside carries them.
 
-    with using_session(conversation_id), using_user(user_id):
-        client.chat.completions.create(...)
+with using_session(conversation_id), using_user(user_id):
+    client.chat.completions.create(...)
 """
 
 from spanstamp.context import current_session_id, current_user_id, get_attributes_from_context, new_session_id

@@ -35,7 +35,10 @@ def collect(keys: Iterable[str], parent: Context | None, current: Context) -> di
             value = current.get(key)
             if value is None:
                 continue
-        if type(value) is not str and key in attr.ID_ATTRIBUTES:
+        if type(value) is str:
+            if not value:
+                continue
+        elif key in attr.ID_ATTRIBUTES:
             # Written by another library (OpenInference stores what it is given):
             # hold it to our id rules.
             value = _foreign_id(value)
@@ -60,8 +63,8 @@ def _foreign_id(value: object) -> str | None:
 def get_attributes_from_context(context: Context | None = None) -> dict[str, AttributeValue]:
     """Exactly the attributes the processor would stamp on a span started with ``context``.
 
-        with using_user("u-1"):
-            get_attributes_from_context()  # -> {"user.id": "u-1"}
+    with using_user("u-1"):
+        get_attributes_from_context()  # -> {"user.id": "u-1"}
     """
     return collect(attr.CONTEXT_ATTRIBUTES, context, get_current())
 
@@ -69,8 +72,8 @@ def get_attributes_from_context(context: Context | None = None) -> dict[str, Att
 def current_session_id(context: Context | None = None) -> str | None:
     """The session id in force, or ``None``.
 
-        with using_session("s-1"):
-            current_session_id()  # -> "s-1"
+    with using_session("s-1"):
+        current_session_id()  # -> "s-1"
     """
     value = collect((attr.SESSION_ID,), context, get_current()).get(attr.SESSION_ID)
     return value if isinstance(value, str) else None
@@ -79,8 +82,8 @@ def current_session_id(context: Context | None = None) -> str | None:
 def current_user_id(context: Context | None = None) -> str | None:
     """The user id in force, or ``None``.
 
-        with using_user("u-1"):
-            current_user_id()  # -> "u-1"
+    with using_user("u-1"):
+        current_user_id()  # -> "u-1"
     """
     value = collect((attr.USER_ID,), context, get_current()).get(attr.USER_ID)
     return value if isinstance(value, str) else None
@@ -89,6 +92,6 @@ def current_user_id(context: Context | None = None) -> str | None:
 def new_session_id() -> str:
     """A fresh random session id (a UUID4 string).
 
-        session_id = new_session_id()
+    session_id = new_session_id()
     """
     return str(uuid.uuid4())

@@ -1,7 +1,7 @@
 """Pipeline setup: add the processor to a provider, or build a whole OTLP pipeline.
 
-    install()                                   # next to an existing SDK setup
-    configure(service_name="chatbot")           # or one call that builds it all
+install()                                   # next to an existing SDK setup
+configure(service_name="chatbot")           # or one call that builds it all
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ def install(
         rules.reject(
             "install(tracer_provider)",
             f"spans can only be stamped on an SDK TracerProvider, got {type(provider).__name__}"
-            + (" (no provider is set yet: call install() after setting one, or use configure())"
-               if isinstance(provider, trace.ProxyTracerProvider) else ""),
+            + (
+                " (no provider is set yet: call install() after setting one, or use configure())"
+                if isinstance(provider, trace.ProxyTracerProvider)
+                else ""
+            ),
             TypeError,
         )
         return SessionSpanProcessor(attributes=attributes, gen_ai_conversation_id=gen_ai_conversation_id)
@@ -130,8 +133,10 @@ def _set_global(provider: TracerProvider) -> None:
 
 
 def _otlp_exporter(protocol: str | None, endpoint: str | None, headers: Mapping[str, str] | None) -> SpanExporter:
-    chosen = protocol or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", HTTP_PROTOBUF
+    chosen = (
+        protocol
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", HTTP_PROTOBUF)
     )
     chosen = chosen.strip().lower()
     if chosen not in _PROTOCOLS:

@@ -83,7 +83,7 @@ def configure_rules(*, strict: bool | None = None, max_id_length: int | None = N
 def is_strict() -> bool:
     """Whether rejected input raises (strict mode) instead of being left out with a warning.
 
-        if is_strict(): ...
+    if is_strict(): ...
     """
     return _settings.strict
 
@@ -91,7 +91,7 @@ def is_strict() -> bool:
 def max_id_length() -> int:
     """The longest id accepted, in characters.
 
-        assert len(session_id) <= max_id_length()
+    assert len(session_id) <= max_id_length()
     """
     return _settings.max_id_length
 
@@ -99,7 +99,7 @@ def max_id_length() -> int:
 def load_environment(environ: Mapping[str, str] = os.environ) -> None:
     """Read ``SPANSTAMP_STRICT`` and ``SPANSTAMP_MAX_ID_LENGTH``; a bad value is reported, not fatal.
 
-        load_environment({"SPANSTAMP_STRICT": "1"})
+    load_environment({"SPANSTAMP_STRICT": "1"})
     """
     raw = environ.get(STRICT_ENV)
     if raw is not None:
@@ -156,7 +156,7 @@ def _raise(error: type[Exception], where: str, problem: str) -> NoReturn:
 def describe(value: object) -> str:
     """Name a value's type and size without showing its content.
 
-        describe("secret@example.com")  # -> "a str of 18 characters"
+    describe("secret@example.com")  # -> "a str of 18 characters"
     """
     if isinstance(value, str):
         return f"a str of {len(value)} characters"
@@ -252,7 +252,7 @@ def check_mapping(value: object, where: str) -> JsonObject | None:
 def check_template(value: object, where: str) -> str | None:
     """A prompt template: a str with some non-blank text, kept exactly as given.
 
-        check_template("Answer {question}", "using_prompt_template(template)")
+    check_template("Answer {question}", "using_prompt_template(template)")
     """
     if value is None:
         return None
@@ -268,7 +268,7 @@ def check_template(value: object, where: str) -> str | None:
 def forget_warnings() -> None:
     """Reset the rate limiter, so the next rejected value warns again (for tests).
 
-        forget_warnings()
+    forget_warnings()
     """
     with _warned_lock:
         _warned.clear()

@@ -91,17 +91,27 @@ def _outer_mapping(outer: object) -> dict[str, Any]:
 _Check = Callable[[object, str], Any]
 _Apply = Callable[[_Values, Any], None]
 
-# (check, apply) for each field, in the order a scope applies them: the template
-# must come before its version and variables, which it clears.
-SESSION: Final = (rules.check_id, _set_session)
-USER: Final = (rules.check_id, _set_user)
-METADATA: Final = (rules.check_mapping, _merge_metadata)
-TAGS: Final = (rules.check_tags, _add_tags)
-TEMPLATE: Final = (rules.check_template, _set_template)
-VERSION: Final = (rules.check_id, _set_version)
-VARIABLES: Final = (rules.check_mapping, _set_variables)
 
-_Field = tuple[_Check, _Apply]
+class _Field:
+    """How one argument is checked and applied; ``requires`` names a field it belongs to."""
+
+    __slots__ = ("apply", "check", "requires")
+
+    def __init__(self, check: _Check, apply: _Apply, requires: _Field | None = None) -> None:
+        self.check = check
+        self.apply = apply
+        self.requires = requires
+
+
+SESSION: Final = _Field(rules.check_id, _set_session)
+USER: Final = _Field(rules.check_id, _set_user)
+METADATA: Final = _Field(rules.check_mapping, _merge_metadata)
+TAGS: Final = _Field(rules.check_tags, _add_tags)
+TEMPLATE: Final = _Field(rules.check_template, _set_template)
+# A version or variables without their template would be read as describing an outer
+# template they do not belong to. The template is applied first, as it clears them.
+VERSION: Final = _Field(rules.check_id, _set_version, requires=TEMPLATE)
+VARIABLES: Final = _Field(rules.check_mapping, _set_variables, requires=TEMPLATE)
 
 
 # --- Values taken from the decorated call --------------------------------------------
@@ -210,15 +220,22 @@ class Scope:
         """Check each (field, argument name, value) once; ``None`` values are skipped."""
         fixed: list[tuple[_Apply, Any]] = []
         deferred: list[tuple[_Field, str, from_arg]] = []
+        accepted: set[_Field] = set()
         for field, arg, value in fields:
             if value is None:
                 continue
+            where = f"{name}({arg})"
+            if field.requires is not None and field.requires not in accepted:
+                rules.reject(where, "given without a valid template")
+                continue
             if isinstance(value, from_arg):
                 deferred.append((field, arg, value))
-                continue
-            checked = field[0](value, f"{name}({arg})")
-            if checked is not None:
-                fixed.append((field[1], checked))
+            else:
+                checked = field.check(value, where)
+                if checked is None:
+                    continue
+                fixed.append((field.apply, checked))
+            accepted.add(field)
         self._name = name
         self._fixed = tuple(fixed)
         self._deferred = tuple(deferred)
@@ -284,15 +301,15 @@ class Scope:
             if not readers:
                 return self._context(current)
             extra = []
-            for (check, apply), where, reader in readers:
+            for field, where, reader in readers:
                 try:
                     raw = reader.read(instance, args, kwargs)
                 except Exception as exc:  # the user's get= failed: the call itself goes on
                     rules.reject(where, f"reading the value raised {type(exc).__name__}")
                     continue
-                value = check(raw, where)
+                value = field.check(raw, where)
                 if value is not None:
-                    extra.append((apply, value))
+                    extra.append((field.apply, value))
             return self._context(current, extra)
 
         if inspect.isasyncgenfunction(func):
@@ -414,8 +431,8 @@ MappingValue = Mapping[str, Any] | from_arg | None
 def using_session(session_id: IdValue) -> Scope:
     """Everything inside belongs to this session (``session.id``); ``None`` does nothing.
 
-        with using_session(request.headers.get("x-session-id")):
-            answer = client.chat.completions.create(...)
+    with using_session(request.headers.get("x-session-id")):
+        answer = client.chat.completions.create(...)
     """
     return Scope("using_session", ((SESSION, "session_id", session_id),))
 
@@ -423,8 +440,8 @@ def using_session(session_id: IdValue) -> Scope:
 def using_user(user_id: IdValue) -> Scope:
     """Everything inside is done for this end user (``user.id``); ``None`` does nothing.
 
-        @using_user(from_arg("user_id"))
-        def handle(user_id: str, text: str) -> str: ...
+    @using_user(from_arg("user_id"))
+    def handle(user_id: str, text: str) -> str: ...
     """
     return Scope("using_user", ((USER, "user_id", user_id),))
 
@@ -432,8 +449,8 @@ def using_user(user_id: IdValue) -> Scope:
 def using_metadata(metadata: MappingValue) -> Scope:
     """Add metadata (JSON under ``metadata``); nested scopes merge key by key, inner wins.
 
-        with using_metadata({"tier": "pro", "experiment": "b"}):
-            ...
+    with using_metadata({"tier": "pro", "experiment": "b"}):
+        ...
     """
     return Scope("using_metadata", ((METADATA, "metadata", metadata),))
 
@@ -441,8 +458,8 @@ def using_metadata(metadata: MappingValue) -> Scope:
 def using_tags(tags: Sequence[str] | from_arg | None) -> Scope:
     """Add tags (``tag.tags``); nested scopes accumulate them, without duplicates.
 
-        with using_tags(["beta", "rag"]):
-            ...
+    with using_tags(["beta", "rag"]):
+        ...
     """
     return Scope("using_tags", ((TAGS, "tags", tags),))
 
@@ -455,10 +472,13 @@ def using_prompt_template(
 ) -> Scope:
     """Record the prompt template, its version and variables; replaces an outer template.
 
-        with using_prompt_template(template="Answer: {q}", version="v3", variables={"q": q}):
-            ...
+    with using_prompt_template(template="Answer: {q}", version="v3", variables={"q": q}):
+        ...
     """
-    return Scope("using_prompt_template", _template_fields(template, version, variables, "template", "version", "variables"))
+    return Scope(
+        "using_prompt_template",
+        ((TEMPLATE, "template", template), (VERSION, "version", version), (VARIABLES, "variables", variables)),
+    )
 
 
 def using_attributes(
@@ -473,8 +493,8 @@ def using_attributes(
 ) -> Scope:
     """All of the above in one scope; arguments left as ``None`` do nothing.
 
-        with using_attributes(session_id=conversation_id, user_id=user_id, tags=["web"]):
-            ...
+    with using_attributes(session_id=conversation_id, user_id=user_id, tags=["web"]):
+        ...
     """
     return Scope(
         "using_attributes",
@@ -483,25 +503,8 @@ def using_attributes(
             (USER, "user_id", user_id),
             (METADATA, "metadata", metadata),
             (TAGS, "tags", tags),
-            *_template_fields(
-                prompt_template,
-                prompt_template_version,
-                prompt_template_variables,
-                "prompt_template",
-                "prompt_template_version",
-                "prompt_template_variables",
-            ),
+            (TEMPLATE, "prompt_template", prompt_template),
+            (VERSION, "prompt_template_version", prompt_template_version),
+            (VARIABLES, "prompt_template_variables", prompt_template_variables),
         ),
     )
-
-
-def _template_fields(
-    template: object, version: object, variables: object, *names: str
-) -> tuple[tuple[_Field, str, object], ...]:
-    if template is None and (version is not None or variables is not None):
-        # A version or variables without their template would describe an outer template
-        # they do not belong to.
-        where = "using_attributes" if names[0] == "prompt_template" else "using_prompt_template"
-        rules.reject(f"{where}({names[0]})", f"{names[1]} / {names[2]} given without a template")
-        return ()
-    return ((TEMPLATE, names[0], template), (VERSION, names[1], version), (VARIABLES, names[2], variables))

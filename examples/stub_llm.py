@@ -1,0 +1,83 @@
+"""A tiny OpenAI-compatible server on loopback, so the examples run offline.
+
+It answers ``POST /v1/chat/completions`` (plain and ``stream=true``) by echoing the
+last user message; no API key, no network::
+
+    with serve_stub() as base_url:
+        client = OpenAI(base_url=base_url, api_key="offline", max_retries=0)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def _reply_text(request: dict[str, Any]) -> str:
+    messages = request.get("messages") or [{}]
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
+    return f"You said: {last.get('content', '')}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self.send_error(404)
+            return
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        text = _reply_text(request)
+        base = {"id": "chatcmpl-stub", "created": int(time.time()), "model": request.get("model", "stub")}
+        if request.get("stream"):
+            self._stream(base, text)
+            return
+        body = json.dumps(
+            {
+                **base,
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": len(text.split()), "total_tokens": 5},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(self, base: dict[str, Any], text: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            delta = {"role": "assistant", "content": word if i == 0 else " " + word}
+            chunk = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        last = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep example output clean
+        pass
+
+
+@contextmanager
+def serve_stub() -> Iterator[str]:
+    """Serve the stub on a free loopback port; yields the ``base_url`` for the OpenAI client."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -1,0 +1,107 @@
+"""SessionSpanProcessor: where values come from, and that nothing raises into the app."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import spanstamp
+from spanstamp import SessionSpanProcessor, using_session, using_user
+from support import Tracing
+
+
+def test_parent_context_wins_and_current_fills_what_it_lacks() -> None:
+    tracing = Tracing()
+    with using_session("captured"):
+        captured = spanstamp.scopes.get_current()
+    with using_session("current"), using_user("current-user"):
+        tracing.tracer.start_span("explicit", context=captured).end()
+    assert tracing.attrs("explicit") == {"session.id": "captured", "user.id": "current-user"}
+
+
+def test_explicit_empty_context_still_gets_the_scope_values() -> None:
+    """LangChain-style tracers build the parent context from an empty Context()."""
+    tracing = Tracing()
+    with tracing.tracer.start_as_current_span("root") as root, using_session("s"):
+        parent_only = trace.set_span_in_context(root, Context())
+        tracing.tracer.start_span("child", context=parent_only).end()
+        tracing.tracer.start_span("empty", context=Context()).end()
+    assert tracing.attrs("child")["session.id"] == "s"
+    assert tracing.attrs("empty")["session.id"] == "s"
+    child = tracing.span("child")
+    assert child.parent is not None
+    assert child.parent.span_id == root.get_span_context().span_id
+
+
+def test_scope_values_override_attributes_given_at_start() -> None:
+    tracing = Tracing()
+    with using_session("scope"):
+        tracing.tracer.start_span("span", attributes={"session.id": "framework", "other": 1}).end()
+    assert tracing.attrs("span") == {"session.id": "scope", "other": 1}
+
+
+def test_nothing_in_the_context_leaves_spans_untouched() -> None:
+    tracing = Tracing()
+    tracing.tracer.start_span("span", attributes={"a": 1}).end()
+    assert tracing.attrs("span") == {"a": 1}
+
+
+def test_attributes_option_limits_what_is_stamped() -> None:
+    tracing = Tracing(attributes=["user.id"])
+    assert tracing.processor.attributes == ("user.id",)
+    with using_session("s"), using_user("u"):
+        tracing.record("span")
+    assert tracing.attrs("span") == {"user.id": "u"}
+
+
+def test_unknown_attribute_names_are_reported(caplog: pytest.LogCaptureFixture) -> None:
+    processor = SessionSpanProcessor(attributes=["session.id", "sesion.id"])
+    assert processor.attributes == ("session.id",)
+    assert "SessionSpanProcessor(attributes): unknown attribute name (a str of 9 characters)" in caplog.text
+
+
+def test_a_failure_inside_the_processor_never_reaches_the_app_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor = SessionSpanProcessor()
+    not_a_span = object()
+    with using_session("s"), caplog.at_level(logging.DEBUG, logger="spanstamp"):
+        for _ in range(3):
+            processor.on_start(not_a_span)  # type: ignore[arg-type]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "SessionSpanProcessor failed on a span" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+
+
+def test_strict_mode_does_not_make_the_span_path_raise() -> None:
+    from spanstamp.context import collect
+    from support import strict_mode
+
+    tracing = Tracing()
+    bad = Context({"session.id": "", "user.id": 3.5})  # as another library might leave them
+    with strict_mode():
+        tracing.tracer.start_span("span", context=bad).end()
+        assert collect(("session.id", "user.id"), bad, Context()) == {}
+    assert tracing.attrs("span") == {}
+
+
+def test_processor_sees_spans_of_every_tracer_on_the_provider() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spanstamp.install(provider)
+    with using_session("s"):
+        for name in ("opentelemetry.instrumentation.httpx", "openinference.instrumentation.openai", "my.app"):
+            provider.get_tracer(name).start_span(name).end()
+    assert {(s.name, (s.attributes or {}).get("session.id")) for s in exporter.get_finished_spans()} == {
+        ("opentelemetry.instrumentation.httpx", "s"),
+        ("openinference.instrumentation.openai", "s"),
+        ("my.app", "s"),
+    }
