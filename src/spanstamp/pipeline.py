@@ -58,9 +58,17 @@ def install(
         return SessionSpanProcessor(attributes=attributes, gen_ai_conversation_id=gen_ai_conversation_id)
     with _install_lock:
         existing = _installed.get(provider) or _already_added(provider)
-        if existing is not None:
-            return existing
         processor = SessionSpanProcessor(attributes=attributes, gen_ai_conversation_id=gen_ai_conversation_id)
+        if existing is not None:
+            if (existing.attributes, existing.gen_ai_conversation_id) != (
+                processor.attributes,
+                processor.gen_ai_conversation_id,
+            ):
+                rules.logger.warning(
+                    "install(): this provider already has a SessionSpanProcessor; "
+                    "the options of this call are ignored and the existing processor is kept"
+                )
+            return existing
         provider.add_span_processor(processor)
         _installed[provider] = processor
         return processor
@@ -133,17 +141,18 @@ def _set_global(provider: TracerProvider) -> None:
 
 
 def _otlp_exporter(protocol: str | None, endpoint: str | None, headers: Mapping[str, str] | None) -> SpanExporter:
+    # An empty variable counts as unset, as the OpenTelemetry spec says.
     chosen = (
-        protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", HTTP_PROTOBUF)
-    )
-    chosen = chosen.strip().lower()
+        (protocol or "").strip()
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        or HTTP_PROTOBUF
+    ).lower()
     if chosen not in _PROTOCOLS:
         rules.reject(
             "configure(protocol)",
-            f"unsupported OTLP protocol ({rules.describe(chosen)}); expected one of {', '.join(_PROTOCOLS)}; "
-            f"using {HTTP_PROTOBUF}",
+            f"unsupported OTLP protocol ({rules.describe(chosen)}); expected one of {', '.join(_PROTOCOLS)}",
+            outcome=f"using {HTTP_PROTOBUF}",
         )
         chosen = HTTP_PROTOBUF
     options: dict[str, Any] = {}

@@ -83,6 +83,14 @@ class SessionSpanProcessor(SpanProcessor):
         return self._keys
 
     @property
+    def gen_ai_conversation_id(self) -> bool:
+        """Whether the session id is also written as ``gen_ai.conversation.id``.
+
+        SessionSpanProcessor(gen_ai_conversation_id=True).gen_ai_conversation_id  # -> True
+        """
+        return self._conversation
+
+    @property
     def downstream(self) -> SpanProcessor | None:
         """The processor this one hands spans to, if any.
 
@@ -158,7 +166,9 @@ def _restore(span: ReadableSpan, found: dict[str, AttributeValue]) -> ReadableSp
 
     To stay within the limit, the oldest other attributes make room, as the SDK would.
     """
-    current = span.attributes
+    # The public ``attributes`` is a read-only view without the limit and the dropped
+    # count; the SDK keeps both on the private BoundedAttributes.
+    current = getattr(span, "_attributes", None)
     if not isinstance(current, BoundedAttributes):
         return span
     missing = {key: value for key, value in found.items() if key not in current}

@@ -127,16 +127,19 @@ def load_environment(environ: Mapping[str, str] = os.environ) -> None:
             _settings.max_id_length = cap
 
 
-def reject(where: str, problem: str, error: type[Exception] = ValueError) -> None:
+def reject(
+    where: str, problem: str, error: type[Exception] = ValueError, outcome: str = "the value is left out"
+) -> None:
     """Report a value that breaks a rule: raise in strict mode, else warn (rate-limited).
 
-    ``problem`` must describe the value by type and size only, never by content::
+    ``problem`` must describe the value by type and size only, never by content;
+    ``outcome`` says what happens instead in default mode::
 
         reject("using_session(session_id)", "expected a str or int, got float", TypeError)
     """
     if _settings.strict:
         _raise(error, where, problem)
-    message = f"{where}: {problem}; the value is left out"
+    message = f"{where}: {problem}; {outcome}"
     now = time.monotonic()
     with _warned_lock:
         last, suppressed = _warned.get(message, (None, 0))
