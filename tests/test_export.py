@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -52,6 +53,35 @@ def _receiver(protocol: str, request: pytest.FixtureRequest) -> tuple[Receiver, 
         return http_receiver, http_receiver.traces_url
     grpc_receiver: OtlpGrpcReceiver = request.getfixturevalue("grpc_receiver")
     return grpc_receiver, grpc_receiver.endpoint
+
+
+def _emit_one(
+    provider: TracerProvider, name: str, *, session_id: str | None = None, user_id: str | None = None
+) -> None:
+    """One span named ``name`` inside using_session()/using_user() for the ids given."""
+    with ExitStack() as scopes:
+        if session_id is not None:
+            scopes.enter_context(using_session(session_id))
+        if user_id is not None:
+            scopes.enter_context(using_user(user_id))
+        with provider.get_tracer("t").start_as_current_span(name):
+            pass
+
+
+def _send_one(
+    provider: TracerProvider, name: str, *, session_id: str | None = None, user_id: str | None = None
+) -> None:
+    """_emit_one(), then shut the provider down, which delivers the span."""
+    try:
+        _emit_one(provider, name, session_id=session_id, user_id=user_id)
+    finally:
+        provider.shutdown()
+
+
+def _only_span(receiver: Receiver) -> ReceivedSpan:
+    """The one span the receiver got; fails if it got any other number."""
+    (span,) = receiver.spans
+    return span
 
 
 def _emit_conversation(provider: TracerProvider) -> None:
@@ -129,15 +159,14 @@ def test_flush_and_shutdown_deliver_before_returning(
     receiver, endpoint = _receiver(protocol, request)
     provider = spanstamp.configure(protocol=protocol, endpoint=endpoint, service_name="flush", set_global=False)
     try:
-        with using_session("s-flush"), provider.get_tracer("t").start_as_current_span("queued"):
-            pass
+        _emit_one(provider, "queued", session_id="s-flush")
         assert receiver.spans == []
         if deliver == "force_flush":
             assert provider.force_flush(10_000)
         else:
             provider.shutdown()
         # No waiting: the spans are at the receiver once the call has returned.
-        (span,) = receiver.spans
+        span = _only_span(receiver)
         assert span.name == "queued"
         assert span.attributes["session.id"] == "s-flush"
         assert span.resource["service.name"] == "flush"
@@ -151,24 +180,16 @@ def test_headers_argument_reaches_the_receiver(protocol: str, request: pytest.Fi
     provider = spanstamp.configure(
         protocol=protocol, endpoint=endpoint, headers={"x-api-key": "key-1"}, set_global=False
     )
-    try:
-        with using_user("u-1"), provider.get_tracer("t").start_as_current_span("with-headers"):
-            pass
-    finally:
-        provider.shutdown()
-    (span,) = receiver.spans
+    _send_one(provider, "with-headers", user_id="u-1")
+    span = _only_span(receiver)
     assert span.attributes["user.id"] == "u-1"
     assert receiver.requests[0].headers["x-api-key"] == "key-1"
 
 
 def test_protocol_argument_is_normalized(grpc_receiver: OtlpGrpcReceiver) -> None:
     provider = spanstamp.configure(protocol="  GRPC ", endpoint=grpc_receiver.endpoint, set_global=False)
-    try:
-        with using_session("s-grpc"), provider.get_tracer("t").start_as_current_span("normalized"):
-            pass
-    finally:
-        provider.shutdown()
-    (span,) = grpc_receiver.spans
+    _send_one(provider, "normalized", session_id="s-grpc")
+    span = _only_span(grpc_receiver)
     assert span.attributes["session.id"] == "s-grpc"
 
 
@@ -219,12 +240,8 @@ def test_traces_protocol_variable_wins_over_the_general_one(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", grpc_receiver.endpoint)
     provider = spanstamp.configure(set_global=False)
-    try:
-        with using_session("s-traces"), provider.get_tracer("t").start_as_current_span("traces-protocol"):
-            pass
-    finally:
-        provider.shutdown()
-    (span,) = grpc_receiver.spans
+    _send_one(provider, "traces-protocol", session_id="s-traces")
+    span = _only_span(grpc_receiver)
     assert span.attributes["session.id"] == "s-traces"
 
 
@@ -242,13 +259,9 @@ def test_arguments_win_over_environment(
         resource_attributes={"team": "arg"},
         set_global=False,
     )
-    try:
-        with using_session("s-args"), provider.get_tracer("t").start_as_current_span("args"):
-            pass
-    finally:
-        provider.shutdown()
+    _send_one(provider, "args", session_id="s-args")
     assert grpc_receiver.spans == []
-    (span,) = http_receiver.spans
+    span = _only_span(http_receiver)
     assert span.attributes["session.id"] == "s-args"
     assert span.resource["service.name"] == "arg-name"
     assert span.resource["team"] == "arg"
@@ -380,11 +393,10 @@ def test_bad_protocol_falls_back_to_http_with_a_warning(
         assert "configure(protocol)" in message
         assert "unsupported OTLP protocol" in message
         assert message.endswith("; using http/protobuf")
-        with using_session("s-fallback"), provider.get_tracer("t").start_as_current_span("fallback"):
-            pass
+        _emit_one(provider, "fallback", session_id="s-fallback")
     finally:
         provider.shutdown()
-    (span,) = http_receiver.spans
+    span = _only_span(http_receiver)
     assert span.attributes["session.id"] == "s-fallback"
 
 
@@ -397,11 +409,10 @@ def test_bad_protocol_from_environment_falls_back_too(
         provider = spanstamp.configure(set_global=False)
     try:
         assert any("unsupported OTLP protocol" in r.getMessage() for r in caplog.records if r.name == "spanstamp")
-        with using_user("u-fallback"), provider.get_tracer("t").start_as_current_span("fallback"):
-            pass
+        _emit_one(provider, "fallback", user_id="u-fallback")
     finally:
         provider.shutdown()
-    (span,) = http_receiver.spans
+    span = _only_span(http_receiver)
     assert span.attributes["user.id"] == "u-fallback"
 
 

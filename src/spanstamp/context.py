@@ -10,7 +10,8 @@ stamps on a span started in that context; both use :func:`collect`::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from typing import Final
 
 from opentelemetry.context import Context, get_current
 from opentelemetry.util.types import AttributeValue
@@ -18,8 +19,12 @@ from opentelemetry.util.types import AttributeValue
 from spanstamp import attributes as attr
 from spanstamp.rules import max_id_length
 
+_ALL: Final = frozenset(attr.CONTEXT_ATTRIBUTES)
+_SESSION: Final = frozenset({attr.SESSION_ID})
+_USER: Final = frozenset({attr.USER_ID})
 
-def collect(keys: Iterable[str], parent: Context | None, current: Context) -> dict[str, AttributeValue]:
+
+def collect(keys: Collection[str], parent: Context | None, current: Context) -> dict[str, AttributeValue]:
     """The attributes for a span started with ``parent`` while ``current`` is current.
 
     Each key comes from ``parent`` and, where ``parent`` lacks it, from ``current``:
@@ -29,22 +34,21 @@ def collect(keys: Iterable[str], parent: Context | None, current: Context) -> di
         collect(CONTEXT_ATTRIBUTES, None, get_current())
     """
     found: dict[str, AttributeValue] = {}
-    for key in keys:
-        value = None if parent is None else parent.get(key)
-        if value is None:
-            value = current.get(key)
-            if value is None:
-                continue
+    if parent is None:
+        # A Context holds a handful of keys: walking them beats probing every key.
+        pairs: Iterable[tuple[str, object]] = current.items()
+    else:
+        pairs = [(key, current.get(key) if parent.get(key) is None else parent.get(key)) for key in keys]
+    for key, value in pairs:
         if type(value) is str:
-            if not value:
-                continue
-        elif key in attr.ID_ATTRIBUTES:
-            # Written by another library (OpenInference stores what it is given):
-            # hold it to our id rules.
-            value = _foreign_id(value)
-            if value is None:
-                continue
-        found[key] = value  # type: ignore[assignment]
+            if value and key in keys:
+                found[key] = value
+        elif value is not None and key in keys:
+            # Tags (a tuple or list), or a value another library wrote (OpenInference
+            # stores what it is given), held to our id rules.
+            value = _foreign_id(value) if key in attr.ID_ATTRIBUTES else value
+            if value is not None:
+                found[key] = value  # type: ignore[assignment]
     return found
 
 
@@ -66,7 +70,7 @@ def get_attributes_from_context(context: Context | None = None) -> dict[str, Att
     with using_user("u-1"):
         get_attributes_from_context()  # -> {"user.id": "u-1"}
     """
-    return collect(attr.CONTEXT_ATTRIBUTES, context, get_current())
+    return collect(_ALL, context, get_current())
 
 
 def current_session_id(context: Context | None = None) -> str | None:
@@ -75,7 +79,7 @@ def current_session_id(context: Context | None = None) -> str | None:
     with using_session("s-1"):
         current_session_id()  # -> "s-1"
     """
-    value = collect((attr.SESSION_ID,), context, get_current()).get(attr.SESSION_ID)
+    value = collect(_SESSION, context, get_current()).get(attr.SESSION_ID)
     return value if isinstance(value, str) else None
 
 
@@ -85,7 +89,7 @@ def current_user_id(context: Context | None = None) -> str | None:
     with using_user("u-1"):
         current_user_id()  # -> "u-1"
     """
-    value = collect((attr.USER_ID,), context, get_current()).get(attr.USER_ID)
+    value = collect(_USER, context, get_current()).get(attr.USER_ID)
     return value if isinstance(value, str) else None
 
 

@@ -101,19 +101,21 @@ class SessionSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             current = get_current()
+            keys = self._key_set
             # The common case, no scope anywhere, must cost next to nothing.
-            if (parent_context is None or self._key_set.isdisjoint(parent_context)) and self._key_set.isdisjoint(
-                current
-            ):
+            if keys.isdisjoint(current) and (parent_context is None or keys.isdisjoint(parent_context)):
                 found = None
             else:
-                found = collect(self._keys, parent_context, current)
-                if found:
-                    if self._conversation and attr.SESSION_ID in found:
-                        found[attr.GEN_AI_CONVERSATION_ID] = found[attr.SESSION_ID]
-                    span.set_attributes(found)
-                    if self._guarded is not None:
-                        self._guard(span, found)
+                found = collect(keys, parent_context, current)
+            if found:
+                if self._conversation and attr.SESSION_ID in found:
+                    found[attr.GEN_AI_CONVERSATION_ID] = found[attr.SESSION_ID]
+                # One set_attribute per key: in the SDK this is cheaper than
+                # set_attributes(mapping), which re-validates the mapping as a whole.
+                for key, value in found.items():
+                    span.set_attribute(key, value)
+                if self._guarded is not None:
+                    self._guard(span, found)
         except Exception:
             self._report_failure()
         if self._downstream is not None:

@@ -35,46 +35,47 @@ _Values = dict[str, object]
 
 # --- How each kind of value lands in the Context -------------------------------------
 #
-# Each function gets the new context's values (a plain dict, copied from the outer
-# context) and one checked value, and updates the dict in place.
+# Each function writes one checked value into ``changes``, the keys the new context
+# sets on top of ``outer``. ``None`` in ``changes`` hides an outer value: every reader
+# (ours and OpenInference's) treats a ``None`` value as absent.
 
 
-def _set_session(values: _Values, value: Any) -> None:
-    values[attr.SESSION_ID] = value
+def _set_session(changes: _Values, outer: Context, value: Any) -> None:
+    changes[attr.SESSION_ID] = value
 
 
-def _set_user(values: _Values, value: Any) -> None:
-    values[attr.USER_ID] = value
+def _set_user(changes: _Values, outer: Context, value: Any) -> None:
+    changes[attr.USER_ID] = value
 
 
-def _merge_metadata(values: _Values, value: Any) -> None:
+def _merge_metadata(changes: _Values, outer: Context, value: Any) -> None:
     # Nested metadata merges key by key, the inner scope winning.
-    outer = _outer_mapping(values.get(attr.METADATA))
-    values[attr.METADATA] = rules.dumps({**outer, **value.data}) if outer else value.text
+    merged = _outer_mapping(outer.get(attr.METADATA))
+    changes[attr.METADATA] = rules.dumps({**merged, **value.data}) if merged else value.text
 
 
-def _add_tags(values: _Values, value: Any) -> None:
+def _add_tags(changes: _Values, outer: Context, value: Any) -> None:
     # Nested tags accumulate: outer first, deduplicated, in first-seen order.
-    outer = values.get(attr.TAG_TAGS)
-    if isinstance(outer, (list, tuple)) and outer:
-        value = tuple(dict.fromkeys([*(t for t in outer if isinstance(t, str)), *value]))
-    values[attr.TAG_TAGS] = value
+    outer_tags = outer.get(attr.TAG_TAGS)
+    if isinstance(outer_tags, (list, tuple)) and outer_tags:
+        value = tuple(dict.fromkeys([*(t for t in outer_tags if isinstance(t, str)), *value]))
+    changes[attr.TAG_TAGS] = value
 
 
-def _set_template(values: _Values, value: Any) -> None:
+def _set_template(changes: _Values, outer: Context, value: Any) -> None:
     # A template replaces the outer one whole: the outer version and variables
-    # belong to the outer template, so they go too.
-    values[attr.PROMPT_TEMPLATE] = value
-    values.pop(attr.PROMPT_TEMPLATE_VERSION, None)
-    values.pop(attr.PROMPT_TEMPLATE_VARIABLES, None)
+    # belong to the outer template, so they are hidden too.
+    changes[attr.PROMPT_TEMPLATE] = value
+    changes[attr.PROMPT_TEMPLATE_VERSION] = None
+    changes[attr.PROMPT_TEMPLATE_VARIABLES] = None
 
 
-def _set_version(values: _Values, value: Any) -> None:
-    values[attr.PROMPT_TEMPLATE_VERSION] = value
+def _set_version(changes: _Values, outer: Context, value: Any) -> None:
+    changes[attr.PROMPT_TEMPLATE_VERSION] = value
 
 
-def _set_variables(values: _Values, value: Any) -> None:
-    values[attr.PROMPT_TEMPLATE_VARIABLES] = value.text
+def _set_variables(changes: _Values, outer: Context, value: Any) -> None:
+    changes[attr.PROMPT_TEMPLATE_VARIABLES] = value.text
 
 
 def _outer_mapping(outer: object) -> dict[str, Any]:
@@ -89,29 +90,36 @@ def _outer_mapping(outer: object) -> dict[str, Any]:
 
 
 _Check = Callable[[object, str], Any]
-_Apply = Callable[[_Values, Any], None]
+_Apply = Callable[[_Values, Context, Any], None]
 
 
 class _Field:
-    """How one argument is checked and applied; ``requires`` names a field it belongs to."""
+    """How one argument is checked and applied.
 
-    __slots__ = ("apply", "check", "requires")
+    ``static``: the result does not depend on the outer context, so a scope computes
+    it once. ``requires``: a field this one belongs to, which must be given too.
+    """
 
-    def __init__(self, check: _Check, apply: _Apply, requires: _Field | None = None) -> None:
+    __slots__ = ("apply", "check", "requires", "static")
+
+    def __init__(self, check: _Check, apply: _Apply, *, static: bool, requires: _Field | None = None) -> None:
         self.check = check
         self.apply = apply
+        self.static = static
         self.requires = requires
 
 
-SESSION: Final = _Field(rules.check_id, _set_session)
-USER: Final = _Field(rules.check_id, _set_user)
-METADATA: Final = _Field(rules.check_mapping, _merge_metadata)
-TAGS: Final = _Field(rules.check_tags, _add_tags)
-TEMPLATE: Final = _Field(rules.check_template, _set_template)
+SESSION: Final = _Field(rules.check_id, _set_session, static=True)
+USER: Final = _Field(rules.check_id, _set_user, static=True)
+METADATA: Final = _Field(rules.check_mapping, _merge_metadata, static=False)
+TAGS: Final = _Field(rules.check_tags, _add_tags, static=False)
+TEMPLATE: Final = _Field(rules.check_template, _set_template, static=True)
 # A version or variables without their template would be read as describing an outer
-# template they do not belong to. The template is applied first, as it clears them.
-VERSION: Final = _Field(rules.check_id, _set_version, requires=TEMPLATE)
-VARIABLES: Final = _Field(rules.check_mapping, _set_variables, requires=TEMPLATE)
+# template they do not belong to. The template is applied first, as it hides them.
+VERSION: Final = _Field(rules.check_id, _set_version, static=True, requires=TEMPLATE)
+VARIABLES: Final = _Field(rules.check_mapping, _set_variables, static=True, requires=TEMPLATE)
+
+_NO_CONTEXT: Final = Context()
 
 
 # --- Values taken from the decorated call --------------------------------------------
@@ -190,18 +198,9 @@ def _arg_reader(spec: from_arg, func: Callable[..., Any], where: str) -> _ArgRea
 # --- The scope -----------------------------------------------------------------------
 
 # The current context of an entered ``with`` scope holds its entry under this private
-# key, so that ``__exit__`` finds its own token even when one scope object is
-# entered by many threads and tasks at once, or re-entered (nested with itself).
+# key: ``[scope, token, outer entry]``. ``__exit__`` finds its own token there even when
+# one scope object is entered by many threads and tasks at once, or nested with itself.
 _ENTRY_KEY: Final = "spanstamp.scope-entry"
-
-
-class _Entry:
-    __slots__ = ("outer", "scope", "token")
-
-    def __init__(self, scope: Scope, outer: object) -> None:
-        self.scope = scope
-        self.outer = outer if isinstance(outer, _Entry) else None
-        self.token: object = None
 
 
 class Scope:
@@ -214,69 +213,77 @@ class Scope:
             ...
     """
 
-    __slots__ = ("_deferred", "_fixed", "_name")
+    __slots__ = ("_dynamic", "_from_call", "_name", "_plan", "_static")
 
-    def __init__(self, name: str, fields: Sequence[tuple[_Field, str, object]]) -> None:
-        """Check each (field, argument name, value) once; ``None`` values are skipped."""
-        fixed: list[tuple[_Apply, Any]] = []
-        deferred: list[tuple[_Field, str, from_arg]] = []
-        accepted: set[_Field] = set()
-        for field, arg, value in fields:
+    def __init__(self, name: str, fields: Sequence[tuple[_Field, str]], values: Sequence[object]) -> None:
+        """Check each value once against its (field, where); ``None`` values are skipped.
+
+        ``where`` names the argument in messages, e.g. ``"using_session(session_id)"``.
+        """
+        plan: list[tuple[_Field, str, object]] = []
+        static: _Values = {}
+        dynamic: list[tuple[_Apply, Any]] = []
+        from_call = False
+        for (field, where), value in zip(fields, values, strict=True):
             if value is None:
                 continue
-            where = f"{name}({arg})"
-            if field.requires is not None and field.requires not in accepted:
+            if field.requires is not None and not any(given is field.requires for given, _, _ in plan):
                 rules.reject(where, "given without a valid template")
                 continue
-            if isinstance(value, from_arg):
-                deferred.append((field, arg, value))
+            if type(value) is from_arg:
+                from_call = True
             else:
-                checked = field.check(value, where)
-                if checked is None:
+                value = field.check(value, where)
+                if value is None:
                     continue
-                fixed.append((field.apply, checked))
-            accepted.add(field)
+                if field.static:
+                    field.apply(static, _NO_CONTEXT, value)
+                else:
+                    dynamic.append((field.apply, value))
+            plan.append((field, where, value))
         self._name = name
-        self._fixed = tuple(fixed)
-        self._deferred = tuple(deferred)
+        self._plan = plan
+        self._static = static
+        self._dynamic = dynamic
+        self._from_call = from_call
 
     def __repr__(self) -> str:
         return f"<spanstamp {self._name} scope>"
 
-    def _context(self, base: Context, extra: Sequence[tuple[_Apply, Any]] = ()) -> Context:
-        values: _Values = dict(base)
-        for apply, value in self._fixed:
-            apply(values, value)
-        for apply, value in extra:
-            apply(values, value)
-        return Context(values)
+    def _changes(self, outer: Context) -> _Values:
+        """What this scope's constant values set on top of ``outer``."""
+        if not self._dynamic:
+            return self._static
+        changes = dict(self._static)
+        for apply, value in self._dynamic:
+            apply(changes, outer, value)
+        return changes
 
     # --- with / async with ---
 
     def __enter__(self) -> Scope:
-        if self._deferred:
+        if self._from_call:
             rules.reject(self._name, "from_arg() values only apply when the scope decorates a function")
-        if not self._fixed:
+        if not (self._static or self._dynamic):
             return self
         current = get_current()
-        entry = _Entry(self, current.get(_ENTRY_KEY))
-        values: _Values = dict(current)
-        for apply, value in self._fixed:
-            apply(values, value)
+        entry = [self, None, current.get(_ENTRY_KEY)]
+        values = dict(current)
+        values.update(self._changes(current))
         values[_ENTRY_KEY] = entry
-        entry.token = attach(Context(values))
+        entry[1] = attach(Context(values))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._fixed:
+        if not (self._static or self._dynamic):
             return
         entry = get_current().get(_ENTRY_KEY)
-        while isinstance(entry, _Entry) and entry.scope is not self:
-            entry = entry.outer
-        if isinstance(entry, _Entry):
+        while type(entry) is list and entry[0] is not self:
+            entry = entry[2]
+        if type(entry) is list:
             # Resetting to the value before our entry also drops anything the body
             # attached and never detached.
-            detach(cast(Any, entry.token))
+            detach(entry[1])
         else:
             rules.logger.debug("%r exited in a context it was not entered in", self)
 
@@ -290,27 +297,32 @@ class Scope:
 
     def __call__(self, func: F) -> F:
         """Run every call of ``func`` inside this scope (wrapt keeps its signature)."""
-        readers = tuple(
-            (field, f"{self._name}({arg})", reader)
-            for field, arg, spec in self._deferred
-            if (reader := _arg_reader(spec, func, f"{self._name}({arg})")) is not None
-        )
+        readers = {
+            id(value): _arg_reader(value, func, where) for _, where, value in self._plan if isinstance(value, from_arg)
+        }
 
         def context_for_call(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
             current = get_current()
-            if not readers:
-                return self._context(current)
-            extra = []
-            for field, where, reader in readers:
-                try:
-                    raw = reader.read(instance, args, kwargs)
-                except Exception as exc:  # the user's get= failed: the call itself goes on
-                    rules.reject(where, f"reading the value raised {type(exc).__name__}")
-                    continue
-                value = field.check(raw, where)
-                if value is not None:
-                    extra.append((field.apply, value))
-            return self._context(current, extra)
+            if not self._from_call:
+                return Context(current, **self._changes(current))
+            # Values from the call: apply everything in the order given, so that a
+            # template still comes before its version.
+            changes: _Values = {}
+            for field, where, value in self._plan:
+                if type(value) is from_arg:
+                    reader = readers[id(value)]
+                    if reader is None:
+                        continue
+                    try:
+                        raw = reader.read(instance, args, kwargs)
+                    except Exception as exc:  # the user's get= failed: the call itself goes on
+                        rules.reject(where, f"reading the value raised {type(exc).__name__}")
+                        continue
+                    value = field.check(raw, where)
+                    if value is None:
+                        continue
+                field.apply(changes, current, value)
+            return Context(current, **changes)
 
         if inspect.isasyncgenfunction(func):
 
@@ -423,6 +435,28 @@ async def _scoped_async_generator(body: AsyncGenerator[Any, Any], context: Conte
 
 
 # --- The public fronts ---------------------------------------------------------------
+#
+# Each front is a table of (field, where) and the values it was called with; the
+# tables are built once, so a call builds nothing but the value tuple.
+
+_SESSION_ARGS: Final = ((SESSION, "using_session(session_id)"),)
+_USER_ARGS: Final = ((USER, "using_user(user_id)"),)
+_METADATA_ARGS: Final = ((METADATA, "using_metadata(metadata)"),)
+_TAGS_ARGS: Final = ((TAGS, "using_tags(tags)"),)
+_TEMPLATE_ARGS: Final = (
+    (TEMPLATE, "using_prompt_template(template)"),
+    (VERSION, "using_prompt_template(version)"),
+    (VARIABLES, "using_prompt_template(variables)"),
+)
+_ATTRIBUTES_ARGS: Final = (
+    (SESSION, "using_attributes(session_id)"),
+    (USER, "using_attributes(user_id)"),
+    (METADATA, "using_attributes(metadata)"),
+    (TAGS, "using_attributes(tags)"),
+    (TEMPLATE, "using_attributes(prompt_template)"),
+    (VERSION, "using_attributes(prompt_template_version)"),
+    (VARIABLES, "using_attributes(prompt_template_variables)"),
+)
 
 IdValue = str | int | from_arg | None
 MappingValue = Mapping[str, Any] | from_arg | None
@@ -434,7 +468,7 @@ def using_session(session_id: IdValue) -> Scope:
     with using_session(request.headers.get("x-session-id")):
         answer = client.chat.completions.create(...)
     """
-    return Scope("using_session", ((SESSION, "session_id", session_id),))
+    return Scope("using_session", _SESSION_ARGS, (session_id,))
 
 
 def using_user(user_id: IdValue) -> Scope:
@@ -443,7 +477,7 @@ def using_user(user_id: IdValue) -> Scope:
     @using_user(from_arg("user_id"))
     def handle(user_id: str, text: str) -> str: ...
     """
-    return Scope("using_user", ((USER, "user_id", user_id),))
+    return Scope("using_user", _USER_ARGS, (user_id,))
 
 
 def using_metadata(metadata: MappingValue) -> Scope:
@@ -452,7 +486,7 @@ def using_metadata(metadata: MappingValue) -> Scope:
     with using_metadata({"tier": "pro", "experiment": "b"}):
         ...
     """
-    return Scope("using_metadata", ((METADATA, "metadata", metadata),))
+    return Scope("using_metadata", _METADATA_ARGS, (metadata,))
 
 
 def using_tags(tags: Sequence[str] | from_arg | None) -> Scope:
@@ -461,7 +495,7 @@ def using_tags(tags: Sequence[str] | from_arg | None) -> Scope:
     with using_tags(["beta", "rag"]):
         ...
     """
-    return Scope("using_tags", ((TAGS, "tags", tags),))
+    return Scope("using_tags", _TAGS_ARGS, (tags,))
 
 
 def using_prompt_template(
@@ -475,10 +509,7 @@ def using_prompt_template(
     with using_prompt_template(template="Answer: {q}", version="v3", variables={"q": q}):
         ...
     """
-    return Scope(
-        "using_prompt_template",
-        ((TEMPLATE, "template", template), (VERSION, "version", version), (VARIABLES, "variables", variables)),
-    )
+    return Scope("using_prompt_template", _TEMPLATE_ARGS, (template, version, variables))
 
 
 def using_attributes(
@@ -498,13 +529,14 @@ def using_attributes(
     """
     return Scope(
         "using_attributes",
+        _ATTRIBUTES_ARGS,
         (
-            (SESSION, "session_id", session_id),
-            (USER, "user_id", user_id),
-            (METADATA, "metadata", metadata),
-            (TAGS, "tags", tags),
-            (TEMPLATE, "prompt_template", prompt_template),
-            (VERSION, "prompt_template_version", prompt_template_version),
-            (VARIABLES, "prompt_template_variables", prompt_template_variables),
+            session_id,
+            user_id,
+            metadata,
+            tags,
+            prompt_template,
+            prompt_template_version,
+            prompt_template_variables,
         ),
     )
