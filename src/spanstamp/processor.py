@@ -134,7 +134,10 @@ class SessionSpanProcessor(SpanProcessor):
             self._downstream._on_ending(span)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._guarded is not None:
+        downstream = self._downstream
+        if downstream is None:  # stamping alone has nothing to do at the end
+            return
+        if self._guarded:
             try:
                 context = span.context
                 found = self._guarded.pop(context.span_id, None) if context is not None else None
@@ -142,8 +145,7 @@ class SessionSpanProcessor(SpanProcessor):
                     span = _restore(span, found)
             except Exception:
                 self._report_failure()
-        if self._downstream is not None:
-            self._downstream.on_end(span)
+        downstream.on_end(span)
 
     def shutdown(self) -> None:
         if self._downstream is not None:
