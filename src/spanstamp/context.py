@@ -38,7 +38,10 @@ def collect(keys: Collection[str], parent: Context | None, current: Context) -> 
         # A Context holds a handful of keys: walking them beats probing every key.
         pairs: Iterable[tuple[str, object]] = current.items()
     else:
-        pairs = [(key, current.get(key) if parent.get(key) is None else parent.get(key)) for key in keys]
+        pairs = []
+        for key in keys:
+            value = parent.get(key)
+            pairs.append((key, current.get(key) if value is None else value))
     for key, value in pairs:
         if type(value) is str:
             if value and key in keys:

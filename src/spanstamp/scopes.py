@@ -268,10 +268,7 @@ class Scope:
             return self
         current = get_current()
         entry = [self, None, current.get(_ENTRY_KEY)]
-        values = dict(current)
-        values.update(self._changes(current))
-        values[_ENTRY_KEY] = entry
-        entry[1] = attach(Context(values))
+        entry[1] = attach(Context(current, **self._changes(current), **{_ENTRY_KEY: entry}))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
