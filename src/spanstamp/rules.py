@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 logger: Final = logging.getLogger("spanstamp")
 
@@ -80,14 +80,6 @@ def configure_rules(*, strict: bool | None = None, max_id_length: int | None = N
         _settings.max_id_length = max_id_length
 
 
-def is_strict() -> bool:
-    """Whether rejected input raises (strict mode) instead of being left out with a warning.
-
-    if is_strict(): ...
-    """
-    return _settings.strict
-
-
 def max_id_length() -> int:
     """The longest id accepted, in characters.
 
@@ -138,7 +130,7 @@ def reject(
         reject("using_session(session_id)", "expected a str or int, got float", TypeError)
     """
     if _settings.strict:
-        _raise(error, where, problem)
+        raise error(f"{where}: {problem}")
     message = f"{where}: {problem}; {outcome}"
     now = time.monotonic()
     with _warned_lock:
@@ -150,10 +142,6 @@ def reject(
     if suppressed:
         message += f" ({suppressed} more like this in the last {_WARN_INTERVAL_S:.0f} s)"
     logger.warning(message)
-
-
-def _raise(error: type[Exception], where: str, problem: str) -> NoReturn:
-    raise error(f"{where}: {problem}")
 
 
 def describe(value: object) -> str:
