@@ -88,35 +88,59 @@ def max_id_length() -> int:
     return _settings.max_id_length
 
 
+def env_flag(name: str, default: bool, environ: Mapping[str, str] = os.environ) -> bool:
+    """A boolean ``SPANSTAMP_*`` variable: 1/true/yes/on or 0/false/no/off; else a warning.
+
+    env_flag("SPANSTAMP_STRICT", False)  # -> True when SPANSTAMP_STRICT=1
+    """
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    flag = raw.strip().lower()
+    if flag in _TRUE:
+        return True
+    if flag in _FALSE:
+        return False if flag else default
+    logger.warning("%s=%r is not a boolean (use 1 or 0); using the default, %s", name, raw, default)
+    return default
+
+
+def env_positive_int(name: str, default: int, environ: Mapping[str, str] = os.environ) -> int:
+    """A positive integer ``SPANSTAMP_*`` variable; a bad value warns and gives ``default``.
+
+    env_positive_int("SPANSTAMP_MAX_ID_LENGTH", 256)  # -> 128 when set to 128
+    """
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        number = 0
+    if number < 1:
+        logger.warning("%s=%r is not a positive integer; using the default, %d", name, raw, default)
+        return default
+    return number
+
+
+def env_list(name: str, environ: Mapping[str, str] = os.environ) -> list[str] | None:
+    """A comma-separated ``SPANSTAMP_*`` variable as a list of stripped names, ``None`` if unset.
+
+    env_list("SPANSTAMP_ATTRIBUTES")  # -> ["session.id", "user.id"]
+    """
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
 def load_environment(environ: Mapping[str, str] = os.environ) -> None:
     """Read ``SPANSTAMP_STRICT`` and ``SPANSTAMP_MAX_ID_LENGTH``; a bad value is reported, not fatal.
 
     load_environment({"SPANSTAMP_STRICT": "1"})
     """
-    raw = environ.get(STRICT_ENV)
-    if raw is not None:
-        flag = raw.strip().lower()
-        if flag in _TRUE:
-            _settings.strict = True
-        elif flag in _FALSE:
-            _settings.strict = False
-        else:
-            logger.warning("%s=%r is not a boolean (use 1 or 0); strict mode stays off", STRICT_ENV, raw)
-    raw = environ.get(MAX_ID_LENGTH_ENV)
-    if raw is not None:
-        try:
-            cap = int(raw)
-            if cap < 1:
-                raise ValueError
-        except ValueError:
-            logger.warning(
-                "%s=%r is not a positive integer; the id cap stays %d",
-                MAX_ID_LENGTH_ENV,
-                raw,
-                _settings.max_id_length,
-            )
-        else:
-            _settings.max_id_length = cap
+    _settings.strict = env_flag(STRICT_ENV, _settings.strict, environ)
+    _settings.max_id_length = env_positive_int(MAX_ID_LENGTH_ENV, _settings.max_id_length, environ)
 
 
 def reject(
