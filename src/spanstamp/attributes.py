@@ -35,6 +35,17 @@ CONTEXT_ATTRIBUTES: Final[tuple[str, ...]] = (
     PROMPT_TEMPLATE_VARIABLES,
 )
 
+#: Metadata keys that name the session, in precedence order (LangChain run metadata as
+#: Phoenix documents it), and the key that names the user (phospho's convention).
+METADATA_SESSION_KEYS: Final = ("session_id", "thread_id", "conversation_id")
+METADATA_USER_KEYS: Final = ("user_id",)
+
+# Private context keys for the ids a scope's metadata names. They are stamped as
+# ``session.id`` / ``user.id`` only where no scope sets those: explicit scopes win.
+SESSION_FROM_METADATA: Final = "spanstamp.metadata.session.id"
+USER_FROM_METADATA: Final = "spanstamp.metadata.user.id"
+FROM_METADATA: Final = {SESSION_FROM_METADATA: SESSION_ID, USER_FROM_METADATA: USER_ID}
+
 # Values under these keys are identifiers: a str on the span, never anything else.
 ID_ATTRIBUTES: Final = frozenset({SESSION_ID, USER_ID, PROMPT_TEMPLATE_VERSION})
 
@@ -43,6 +54,8 @@ __all__ = [
     "GEN_AI_CONVERSATION_ID",
     "ID_ATTRIBUTES",
     "METADATA",
+    "METADATA_SESSION_KEYS",
+    "METADATA_USER_KEYS",
     "PROMPT_TEMPLATE",
     "PROMPT_TEMPLATE_VARIABLES",
     "PROMPT_TEMPLATE_VERSION",

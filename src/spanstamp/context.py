@@ -17,7 +17,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp.rules import max_id_length
+from spanstamp.rules import coerce_id
 
 _ALL: Final = frozenset(attr.CONTEXT_ATTRIBUTES)
 _SESSION: Final = frozenset({attr.SESSION_ID})
@@ -29,42 +29,39 @@ def collect(keys: Collection[str], parent: Context | None, current: Context) -> 
 
     Each key comes from ``parent`` and, where ``parent`` lacks it, from ``current``:
     instrumentors that build a parent context from an empty ``Context()`` still get
-    the scope's values::
+    the scope's values. An id a scope's metadata names fills ``session.id`` /
+    ``user.id`` only where no scope set them::
 
         collect(CONTEXT_ATTRIBUTES, None, get_current())
     """
     found: dict[str, AttributeValue] = {}
+    named: dict[str, str] | None = None
     if parent is None:
         # A Context holds a handful of keys: walking them beats probing every key.
         pairs: Iterable[tuple[str, object]] = current.items()
     else:
         pairs = []
-        for key in keys:
+        for key in (*keys, *attr.FROM_METADATA):
             value = parent.get(key)
             pairs.append((key, current.get(key) if value is None else value))
     for key, value in pairs:
         if type(value) is str:
             if value and key in keys:
                 found[key] = value
+            elif key in attr.FROM_METADATA:
+                named = {} if named is None else named
+                named[attr.FROM_METADATA[key]] = value
         elif value is not None and key in keys:
             # Tags (a tuple or list), or a value another library wrote (OpenInference
             # stores what it is given), held to our id rules.
-            value = _foreign_id(value) if key in attr.ID_ATTRIBUTES else value
+            value = coerce_id(value) if key in attr.ID_ATTRIBUTES else value
             if value is not None:
                 found[key] = value  # type: ignore[assignment]
+    if named is not None:
+        for key, value in named.items():
+            if key in keys and key not in found:
+                found[key] = value
     return found
-
-
-def _foreign_id(value: object) -> str | None:
-    # Never reject loudly here: this runs inside span creation, strict mode or not.
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        text = str.strip(value)
-        return text if 0 < len(text) <= max_id_length() else None
-    return None
 
 
 def get_attributes_from_context(context: Context | None = None) -> dict[str, AttributeValue]:

@@ -14,15 +14,26 @@ from typing import Final
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp import rules
+from spanstamp import privacy, propagation, rules
 from spanstamp.context import collect
+from spanstamp.privacy import _Pseudonymizer
+from spanstamp.scopes import add_entered_hook
 
 # Guarding spans whose ids may be evicted keeps one small dict per stamped span
 # until it ends; spans that never end must not grow it without bound.
 _MAX_GUARDED_SPANS: Final = 65_536
+
+
+ATTRIBUTES_ENV: Final = "SPANSTAMP_ATTRIBUTES"
+GEN_AI_CONVERSATION_ID_ENV: Final = "SPANSTAMP_GEN_AI_CONVERSATION_ID"
+STAMP_LOCAL_ROOT_ENV: Final = "SPANSTAMP_STAMP_LOCAL_ROOT"
+OPENAI_USER_IDS_ENV: Final = "SPANSTAMP_OPENAI_USER_IDS"
+BAGGAGE_MAX_LENGTH_ENV: Final = "SPANSTAMP_BAGGAGE_MAX_LENGTH"
+HASH_USER_IDS_ENV: Final = "SPANSTAMP_HASH_USER_IDS"
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -33,28 +44,71 @@ class SessionSpanProcessor(SpanProcessor):
 
         provider.add_span_processor(SessionSpanProcessor())
 
-    ``attributes`` chooses which of :data:`~spanstamp.attributes.CONTEXT_ATTRIBUTES`
-    to stamp (default: all). ``gen_ai_conversation_id=True`` also writes the session
-    id as ``gen_ai.conversation.id``. ``downstream`` (optional) is the processor that
-    exports: it is called after this one, and gets every ended span with the stamped
-    values restored if the SDK's attribute count limit evicted them (LLM spans with
-    long message lists pass the default limit of 128).
+    Options (each left as ``None`` is read from its ``SPANSTAMP_*`` variable):
+
+    - ``attributes``: which of :data:`~spanstamp.attributes.CONTEXT_ATTRIBUTES` to
+      stamp (default: all).
+    - ``gen_ai_conversation_id=True`` also writes the session id as ``gen_ai.conversation.id``.
+    - ``downstream``: the processor that exports. It is called after this one and gets
+      every ended span with the stamped values restored if the SDK's attribute count
+      limit evicted them (LLM spans with long message lists pass the default of 128).
+    - ``stamp_local_root=True``: entering a scope inside a recording span also stamps
+      that span and its local root span where they lack a value (off by default: a
+      batch job whose one trace handles many sessions would get the first one).
+    - ``openai_user_ids=True``: an OpenAI request's ``safety_identifier=`` / ``user=``
+      becomes the user id of that call's spans when no user scope is active.
+    - ``trust_baggage``: ``True`` (``session.id`` and ``user.id``) or the baggage keys to
+      take from inbound W3C baggage where no local scope sets them; off by default,
+      because any caller can send baggage. ``baggage_max_length`` caps those values.
+    - ``hash_user_ids``: ``True`` (key from ``SPANSTAMP_USER_ID_KEY``) or the key itself:
+      locally scoped user ids are stamped as their HMAC-SHA256 pseudonym.
     """
 
     def __init__(
         self,
         *,
         attributes: Iterable[str] | None = None,
-        gen_ai_conversation_id: bool = False,
+        gen_ai_conversation_id: bool | None = None,
         downstream: SpanProcessor | None = None,
+        stamp_local_root: bool | None = None,
+        openai_user_ids: bool | None = None,
+        trust_baggage: bool | Iterable[str] | None = None,
+        baggage_max_length: int | None = None,
+        hash_user_ids: bool | str | bytes | None = None,
     ) -> None:
+        if attributes is None:
+            attributes = rules.env_list(ATTRIBUTES_ENV)
         keys = attr.CONTEXT_ATTRIBUTES if attributes is None else self._known(attributes)
         self._keys: tuple[str, ...] = keys
         self._key_set = frozenset(keys)
+        # What marks a context as worth reading: the keys, and the private keys under
+        # which ids that a scope's metadata names wait.
+        self._watch = self._key_set | {key for key, target in attr.FROM_METADATA.items() if target in self._key_set}
+        if gen_ai_conversation_id is None:
+            gen_ai_conversation_id = rules.env_flag(GEN_AI_CONVERSATION_ID_ENV, False)
         self._conversation = bool(gen_ai_conversation_id) and attr.SESSION_ID in self._key_set
         self._downstream = downstream
         self._guarded: dict[int, dict[str, AttributeValue]] | None = {} if downstream is not None else None
         self._failed = False
+        self._pseudonym, self._drop_user = self._hashing(hash_user_ids)
+        self._trusted, self._baggage_cap = self._trust(trust_baggage, baggage_max_length)
+        # Everything beyond plain stamping goes through one slower path, taken only
+        # when one of these options is on.
+        self._more = bool(self._conversation or self._pseudonym or self._drop_user or self._trusted)
+        if stamp_local_root is None:
+            stamp_local_root = rules.env_flag(STAMP_LOCAL_ROOT_ENV, False)
+        if openai_user_ids is None:
+            openai_user_ids = rules.env_flag(OPENAI_USER_IDS_ENV, False)
+        # Open spans this processor started, by span id, with their local root span: for
+        # stamping a span after it started (scope entry, an OpenAI request's user).
+        self._open: dict[int, Span] | None = {} if (stamp_local_root or openai_user_ids) else None
+        self._stamp_local_root = bool(stamp_local_root)
+        if stamp_local_root:
+            add_entered_hook(self._on_scope_entered)
+        if openai_user_ids:
+            from spanstamp.integrations.openai import take_user_ids
+
+            take_user_ids(self)
 
     @staticmethod
     def _known(names: Iterable[str]) -> tuple[str, ...]:
@@ -73,6 +127,40 @@ class SessionSpanProcessor(SpanProcessor):
                     f"unknown attribute name ({rules.describe(name)}); known: {', '.join(attr.CONTEXT_ATTRIBUTES)}",
                 )
         return tuple(key for key in attr.CONTEXT_ATTRIBUTES if key in chosen)
+
+    def _hashing(self, option: bool | str | bytes | None) -> tuple[_Pseudonymizer | None, bool]:
+        """The pseudonymizer for user ids, and whether user ids must be left out (no key)."""
+        if option is None:
+            option = rules.env_flag(HASH_USER_IDS_ENV, False)
+        if option is False or attr.USER_ID not in self._key_set:
+            return None, False
+        key = privacy.user_id_key(None if option is True else option)
+        if key is None:
+            rules.reject(
+                "SessionSpanProcessor(hash_user_ids)",
+                f"hashing is on but there is no key (pass one, or set {privacy.USER_ID_KEY_ENV})",
+                outcome="user ids are left out rather than stamped raw",
+            )
+            return None, True
+        return _Pseudonymizer(key), False
+
+    def _trust(self, option: bool | Iterable[str] | None, cap: int | None) -> tuple[frozenset[str], int]:
+        """The inbound baggage keys to take (none by default) and the cap on their length."""
+        if option is None:
+            trusted = propagation.env_trusted_keys() or frozenset()
+        else:
+            trusted = propagation.trusted_keys(option, "SessionSpanProcessor(trust_baggage)")
+        if cap is None:
+            cap = rules.env_positive_int(BAGGAGE_MAX_LENGTH_ENV, rules.max_id_length())
+        elif isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            rules.reject(
+                "SessionSpanProcessor(baggage_max_length)",
+                f"expected a positive int, got {rules.describe(cap)}",
+                TypeError,
+                "the id cap applies",
+            )
+            cap = rules.max_id_length()
+        return trusted & self._key_set, cap
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -98,24 +186,53 @@ class SessionSpanProcessor(SpanProcessor):
         """
         return self._downstream
 
+    def _values(self, parent: Context | None, current: Context) -> dict[str, AttributeValue] | None:
+        watch = self._watch
+        # The common case, no scope anywhere, must cost next to nothing.
+        if watch.isdisjoint(current) and (parent is None or watch.isdisjoint(parent)):
+            found = None
+        else:
+            found = collect(self._key_set, parent, current)
+        if self._more:
+            found = self._options(found, parent, current)
+        return found
+
+    def _options(
+        self, found: dict[str, AttributeValue] | None, parent: Context | None, current: Context
+    ) -> dict[str, AttributeValue]:
+        found = {} if found is None else found
+        user = found.get(attr.USER_ID)
+        if type(user) is str:
+            if self._drop_user:
+                del found[attr.USER_ID]
+            elif self._pseudonym is not None:
+                found[attr.USER_ID] = self._pseudonym(user)
+        if self._trusted:
+            # Inbound ids only fill what no local scope set; the upstream service already
+            # hashed a user id it propagated, so it is not hashed again.
+            for key, value in propagation.inbound_ids(
+                parent if parent is not None else current, self._trusted, self._baggage_cap
+            ).items():
+                found.setdefault(key, value)
+            if parent is not None:
+                for key, value in propagation.inbound_ids(current, self._trusted, self._baggage_cap).items():
+                    found.setdefault(key, value)
+        if self._conversation and attr.SESSION_ID in found:
+            found[attr.GEN_AI_CONVERSATION_ID] = found[attr.SESSION_ID]
+        return found
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            current = get_current()
-            keys = self._key_set
-            # The common case, no scope anywhere, must cost next to nothing.
-            if keys.isdisjoint(current) and (parent_context is None or keys.isdisjoint(parent_context)):
-                found = None
-            else:
-                found = collect(keys, parent_context, current)
+            found = self._values(parent_context, get_current())
             if found:
-                if self._conversation and attr.SESSION_ID in found:
-                    found[attr.GEN_AI_CONVERSATION_ID] = found[attr.SESSION_ID]
                 # One set_attribute per key: in the SDK this is cheaper than
                 # set_attributes(mapping), which re-validates the mapping as a whole.
                 for key, value in found.items():
                     span.set_attribute(key, value)
                 if self._guarded is not None:
                     self._guard(span, found)
+            if self._open is not None:
+                self._track(span)
         except Exception:
             self._report_failure()
         if self._downstream is not None:
@@ -129,11 +246,53 @@ class SessionSpanProcessor(SpanProcessor):
             del guarded[next(iter(guarded))]
         guarded[span.context.span_id] = found
 
+    def _track(self, span: Span) -> None:
+        spans = self._open
+        assert spans is not None
+        parent = span.parent
+        root = span if parent is None or parent.is_remote else spans.get(parent.span_id)
+        if root is None:  # a parent this processor never saw start: no root to offer
+            return
+        if len(spans) >= _MAX_GUARDED_SPANS:
+            del spans[next(iter(spans))]
+        spans[span.context.span_id] = root
+
+    def _stamp_open(self, span: object, *, with_root: bool = False) -> bool:
+        """Stamp an open span this processor started with the values in force now.
+
+        Only keys the span lacks are written. ``with_root`` also stamps its local root.
+        Returns whether the span was one of this processor's open spans::
+
+            processor._stamp_open(trace.get_current_span())
+        """
+        spans = self._open
+        if spans is None or not isinstance(span, Span) or not span.is_recording():
+            return False
+        try:
+            root = spans.get(span.context.span_id)
+            if root is None:
+                return False
+            found = self._values(None, get_current())
+            if found:
+                for target in (span, root) if with_root and root is not span else (span,):
+                    present = target.attributes or {}
+                    missing = {key: value for key, value in found.items() if key not in present}
+                    if missing:
+                        target.set_attributes(missing)
+        except Exception:
+            self._report_failure()
+        return True
+
+    def _on_scope_entered(self) -> None:
+        self._stamp_open(get_current_span(), with_root=True)
+
     def _on_ending(self, span: Span) -> None:
         if self._downstream is not None:
             self._downstream._on_ending(span)
 
     def on_end(self, span: ReadableSpan) -> None:
+        if self._open is not None and span.context is not None:
+            self._open.pop(span.context.span_id, None)
         downstream = self._downstream
         if downstream is None:  # stamping alone has nothing to do at the end
             return

@@ -210,6 +210,21 @@ def check_id(value: object, where: str) -> str | None:
     return text
 
 
+def coerce_id(value: object) -> str | None:
+    """An id another library or a metadata mapping holds, held to the id rules quietly.
+
+    It runs inside span creation or reads metadata, so it never warns and never raises::
+
+        coerce_id(42)  # -> "42"; coerce_id(True) -> None; coerce_id("  ") -> None
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        return text if 0 < len(text) <= _settings.max_id_length else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def check_tags(value: object, where: str) -> tuple[str, ...] | None:
     """Tags: a list (or tuple, set) of non-empty str; bad entries are left out one by one.
 

@@ -17,16 +17,20 @@ A decorator can take a value from each call instead of a constant::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from contextvars import Token
 from typing import Any, Final, TypeVar, cast
 
 import wrapt
+from opentelemetry.baggage import set_baggage
 from opentelemetry.context import Context, attach, detach, get_current
 
 from spanstamp import attributes as attr
-from spanstamp import rules
+from spanstamp import propagation, rules
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,7 +55,14 @@ def _set_user(changes: _Values, outer: Context, value: Any) -> None:
 def _merge_metadata(changes: _Values, outer: Context, value: Any) -> None:
     # Nested metadata merges key by key, the inner scope winning.
     merged = _outer_mapping(outer.get(attr.METADATA))
-    changes[attr.METADATA] = rules.dumps({**merged, **value.data}) if merged else value.text
+    data = {**merged, **value.data} if merged else value.data
+    changes[attr.METADATA] = rules.dumps(data) if merged else value.text
+    # Ids the metadata names (``session_id``, ``user_id``, ...) wait under private keys;
+    # the readers use them only where no scope sets the id itself.
+    for key, names in _NAMED_IDS:
+        named = next((found for name in names if (found := rules.coerce_id(data.get(name))) is not None), None)
+        if named is not None:
+            changes[key] = named
 
 
 def _add_tags(changes: _Values, outer: Context, value: Any) -> None:
@@ -76,6 +87,12 @@ def _set_version(changes: _Values, outer: Context, value: Any) -> None:
 
 def _set_variables(changes: _Values, outer: Context, value: Any) -> None:
     changes[attr.PROMPT_TEMPLATE_VARIABLES] = value.text
+
+
+_NAMED_IDS: Final = (
+    (attr.SESSION_FROM_METADATA, attr.METADATA_SESSION_KEYS),
+    (attr.USER_FROM_METADATA, attr.METADATA_USER_KEYS),
+)
 
 
 def _outer_mapping(outer: object) -> dict[str, Any]:
@@ -195,6 +212,42 @@ def _arg_reader(spec: from_arg, func: Callable[..., Any], where: str) -> _ArgRea
     return _ArgReader(spec, position, default)
 
 
+# --- Entering: attach, then tell whoever stamps the enclosing spans ------------------
+#
+# A processor that stamps the span a scope is entered in (and its local root) registers
+# a weak callback here. With none registered, entering costs one truth test more.
+
+_entered_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+
+def add_entered_hook(callback: Callable[[], None]) -> None:
+    """Call ``callback()`` (a bound method, held weakly) each time a scope is entered.
+
+    add_entered_hook(processor._on_scope_entered)
+    """
+    _entered_hooks.append(weakref.WeakMethod(callback))
+
+
+def _attach(context: Context) -> Token[Context]:
+    token = attach(context)
+    if _entered_hooks:
+        _run_entered_hooks()
+    return token
+
+
+def _run_entered_hooks() -> None:
+    for ref in list(_entered_hooks):
+        callback = ref()
+        if callback is None:
+            with contextlib.suppress(ValueError):  # another thread pruned it first
+                _entered_hooks.remove(ref)
+            continue
+        try:
+            callback()
+        except Exception:  # the hook's owner reports its own failures; never the app's
+            rules.logger.debug("a scope-entry hook failed", exc_info=True)
+
+
 # --- The scope -----------------------------------------------------------------------
 
 # The current context of an entered ``with`` scope holds its entry under this private
@@ -213,13 +266,24 @@ class Scope:
             ...
     """
 
-    __slots__ = ("_dynamic", "_from_call", "_name", "_plan", "_static")
+    __slots__ = ("_dynamic", "_from_call", "_name", "_plan", "_propagate", "_static")
 
-    def __init__(self, name: str, fields: Sequence[tuple[_Field, str]], values: Sequence[object]) -> None:
+    def __init__(
+        self,
+        name: str,
+        fields: Sequence[tuple[_Field, str]],
+        values: Sequence[object],
+        propagate: bool | None = None,
+    ) -> None:
         """Check each value once against its (field, where); ``None`` values are skipped.
 
         ``where`` names the argument in messages, e.g. ``"using_session(session_id)"``.
+        ``propagate`` (``None``: the process-wide setting) also puts the session id and
+        the pseudonymized user id into W3C baggage for downstream services.
         """
+        if propagate is not None and not isinstance(propagate, bool):
+            rules.reject(f"{name}(propagate)", f"expected a bool, got {rules.describe(propagate)}", TypeError)
+            propagate = None
         plan: list[tuple[_Field, str, object]] = []
         static: _Values = {}
         dynamic: list[tuple[_Apply, Any]] = []
@@ -246,9 +310,19 @@ class Scope:
         self._static = static
         self._dynamic = dynamic
         self._from_call = from_call
+        self._propagate = propagate
 
     def __repr__(self) -> str:
         return f"<spanstamp {self._name} scope>"
+
+    def _context(self, outer: Context, changes: _Values, **private: object) -> Context:
+        """The Context a scope runs in: ``outer`` with ``changes``, and baggage if it propagates."""
+        context = Context(outer, **changes, **private)
+        propagate = self._propagate
+        if propagate or (propagate is None and propagation._settings.enabled):
+            for key, value in propagation.outbound_baggage(changes, where=f"{self._name}(propagate)").items():
+                context = set_baggage(key, value, context)
+        return context
 
     def _changes(self, outer: Context) -> _Values:
         """What this scope's constant values set on top of ``outer``."""
@@ -268,7 +342,7 @@ class Scope:
             return self
         current = get_current()
         entry = [self, None, current.get(_ENTRY_KEY)]
-        entry[1] = attach(Context(current, **self._changes(current), **{_ENTRY_KEY: entry}))
+        entry[1] = _attach(self._context(current, self._changes(current), **{_ENTRY_KEY: entry}))
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -301,7 +375,7 @@ class Scope:
         def context_for_call(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
             current = get_current()
             if not self._from_call:
-                return Context(current, **self._changes(current))
+                return self._context(current, self._changes(current))
             # Values from the call: apply everything in the order given, so that a
             # template still comes before its version.
             changes: _Values = {}
@@ -319,7 +393,7 @@ class Scope:
                     if value is None:
                         continue
                 field.apply(changes, current, value)
-            return Context(current, **changes)
+            return self._context(current, changes)
 
         if inspect.isasyncgenfunction(func):
 
@@ -343,7 +417,7 @@ class Scope:
             def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 async def run() -> Any:
                     # Attached inside the coroutine, so in the task that awaits it.
-                    token = attach(context_for_call(instance, args, kwargs))
+                    token = _attach(context_for_call(instance, args, kwargs))
                     try:
                         return await wrapped(*args, **kwargs)
                     finally:
@@ -355,7 +429,7 @@ class Scope:
 
         @wrapt.decorator
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            token = attach(context_for_call(instance, args, kwargs))
+            token = _attach(context_for_call(instance, args, kwargs))
             try:
                 return wrapped(*args, **kwargs)
             finally:
@@ -373,13 +447,20 @@ class Scope:
 
 
 class _BodyContext:
-    __slots__ = ("context",)
+    __slots__ = ("context", "entered")
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        self.entered = False
+
+    def _attach(self) -> Token[Context]:
+        if self.entered:
+            return attach(self.context)
+        self.entered = True  # the scope is entered at the first step, once
+        return _attach(self.context)
 
     def step(self, func: Callable[..., Any], *args: Any) -> Any:
-        token = attach(self.context)
+        token = self._attach()
         try:
             return func(*args)
         finally:
@@ -387,7 +468,7 @@ class _BodyContext:
             detach(token)
 
     async def astep(self, awaitable: Any) -> Any:
-        token = attach(self.context)
+        token = self._attach()
         try:
             return await awaitable
         finally:
@@ -459,22 +540,22 @@ IdValue = str | int | from_arg | None
 MappingValue = Mapping[str, Any] | from_arg | None
 
 
-def using_session(session_id: IdValue) -> Scope:
+def using_session(session_id: IdValue, *, propagate: bool | None = None) -> Scope:
     """Everything inside belongs to this session (``session.id``); ``None`` does nothing.
 
     with using_session(request.headers.get("x-session-id")):
         answer = client.chat.completions.create(...)
     """
-    return Scope("using_session", _SESSION_ARGS, (session_id,))
+    return Scope("using_session", _SESSION_ARGS, (session_id,), propagate)
 
 
-def using_user(user_id: IdValue) -> Scope:
+def using_user(user_id: IdValue, *, propagate: bool | None = None) -> Scope:
     """Everything inside is done for this end user (``user.id``); ``None`` does nothing.
 
     @using_user(from_arg("user_id"))
     def handle(user_id: str, text: str) -> str: ...
     """
-    return Scope("using_user", _USER_ARGS, (user_id,))
+    return Scope("using_user", _USER_ARGS, (user_id,), propagate)
 
 
 def using_metadata(metadata: MappingValue) -> Scope:
@@ -518,6 +599,7 @@ def using_attributes(
     prompt_template: str | from_arg | None = None,
     prompt_template_version: IdValue = None,
     prompt_template_variables: MappingValue = None,
+    propagate: bool | None = None,
 ) -> Scope:
     """All of the above in one scope; arguments left as ``None`` do nothing.
 
@@ -536,4 +618,5 @@ def using_attributes(
             prompt_template_version,
             prompt_template_variables,
         ),
+        propagate,
     )
