@@ -250,9 +250,9 @@ class SessionSpanProcessor(SpanProcessor):
         spans = self._open
         assert spans is not None
         parent = span.parent
-        root = span if parent is None or parent.is_remote else spans.get(parent.span_id)
-        if root is None:  # a parent this processor never saw start: no root to offer
-            return
+        # Below a parent this processor never saw start (another provider's), the span
+        # is the root of what this processor can stamp.
+        root = span if parent is None or parent.is_remote else spans.get(parent.span_id, span)
         if len(spans) >= _MAX_GUARDED_SPANS:
             del spans[next(iter(spans))]
         spans[span.context.span_id] = root
@@ -307,6 +307,10 @@ class SessionSpanProcessor(SpanProcessor):
         downstream.on_end(span)
 
     def shutdown(self) -> None:
+        if self._open is not None:
+            from spanstamp.integrations.openai import release_user_ids
+
+            release_user_ids(self)
         if self._downstream is not None:
             self._downstream.shutdown()
 

@@ -43,38 +43,62 @@ _TARGETS: Final = (
 _ARGUMENTS: Final = ("safety_identifier", "user")
 
 _processors: weakref.WeakSet[SessionSpanProcessor] = weakref.WeakSet()
-_patched: list[tuple[type, object]] = []
+_owners: list[type] = []
 _lock: Final = threading.Lock()
 
 
 def take_user_ids(processor: SessionSpanProcessor) -> None:
-    """Let ``processor`` stamp the user an OpenAI request names (patches openai once).
+    """Let ``processor`` stamp the user an OpenAI request names (wraps openai's ``create``).
 
     take_user_ids(processor)   # what SessionSpanProcessor(openai_user_ids=True) does
     """
     with _lock:
-        if not _patched:
-            try:
-                _patch()
-            except Exception as exc:  # openai missing, or a layout this version lacks
-                rules.reject(
-                    "SessionSpanProcessor(openai_user_ids)",
-                    f"cannot wrap the openai client ({type(exc).__name__}: {exc})",
-                    outcome="request users are not taken",
-                )
-                return
+        try:
+            _wrap()
+        except Exception as exc:  # openai missing, or a layout this version lacks
+            rules.reject(
+                "SessionSpanProcessor(openai_user_ids)",
+                f"cannot wrap the openai client ({type(exc).__name__}: {exc})",
+                outcome="request users are not taken",
+            )
+            return
         _processors.add(processor)
 
 
-def _patch() -> None:
-    wrappers = []
-    for module_name, class_name, is_async in _TARGETS:
-        owner = getattr(importlib.import_module(module_name), class_name)
-        wrappers.append((owner, is_async))
-    for owner, is_async in wrappers:
-        wrapper = wrapt.FunctionWrapper(owner.__dict__["create"], _async_wrapper if is_async else _sync_wrapper)
-        owner.create = wrapper
-        _patched.append((owner, wrapper))
+def release_user_ids(processor: SessionSpanProcessor) -> None:
+    """Stop taking request users for ``processor`` (its provider shut down).
+
+    release_user_ids(processor)   # what SessionSpanProcessor.shutdown() does
+    """
+    _processors.discard(processor)
+
+
+def _wrap() -> None:
+    # Wrap each ``create`` that does not hold our wrapper anywhere in its chain: another
+    # instrumentor's uninstrument may have unwrapped ours along with its own.
+    targets = [
+        (getattr(importlib.import_module(module_name), class_name), is_async)
+        for module_name, class_name, is_async in _TARGETS
+    ]
+    for owner, is_async in targets:
+        if not _holds_ours(owner.__dict__["create"]):
+            owner.create = wrapt.FunctionWrapper(
+                owner.__dict__["create"], _async_wrapper if is_async else _sync_wrapper
+            )
+        if owner not in _owners:
+            _owners.append(owner)
+
+
+def _is_ours(function: object) -> bool:
+    return getattr(function, "_self_wrapper", None) in (_sync_wrapper, _async_wrapper)
+
+
+def _holds_ours(function: object) -> bool:
+    while function is not None:
+        if _is_ours(function):
+            return True
+        function = getattr(function, "__wrapped__", None)
+    return False
 
 
 def _request_scope(kwargs: dict[str, Any]) -> Scope | None:
@@ -94,9 +118,9 @@ def _stamp_outer_span(instance: object) -> None:
     # If another wrapper sits outside ours, it is an instrumentor whose span is current
     # now and started before our scope: stamp it. Outermost, the current span is the
     # application's own, which the request's user does not describe.
-    for owner, wrapper in _patched:
+    for owner in _owners:
         if isinstance(instance, owner):
-            if owner.__dict__.get("create") is not wrapper:
+            if not _is_ours(owner.__dict__.get("create")):
                 span = get_current_span()
                 for processor in list(_processors):
                     if processor._stamp_open(span):
