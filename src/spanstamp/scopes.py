@@ -543,6 +543,9 @@ MappingValue = Mapping[str, Any] | from_arg | None
 def using_session(session_id: IdValue, *, propagate: bool | None = None) -> Scope:
     """Everything inside belongs to this session (``session.id``); ``None`` does nothing.
 
+    ``propagate=True`` also sends it downstream as W3C baggage (``None``: the
+    process-wide setting, off unless ``SPANSTAMP_PROPAGATE=1``).
+
     with using_session(request.headers.get("x-session-id")):
         answer = client.chat.completions.create(...)
     """
@@ -551,6 +554,9 @@ def using_session(session_id: IdValue, *, propagate: bool | None = None) -> Scop
 
 def using_user(user_id: IdValue, *, propagate: bool | None = None) -> Scope:
     """Everything inside is done for this end user (``user.id``); ``None`` does nothing.
+
+    ``propagate=True`` sends its pseudonym downstream as W3C baggage, never the raw id
+    (without a ``SPANSTAMP_USER_ID_KEY`` it is not propagated).
 
     @using_user(from_arg("user_id"))
     def handle(user_id: str, text: str) -> str: ...
@@ -602,6 +608,8 @@ def using_attributes(
     propagate: bool | None = None,
 ) -> Scope:
     """All of the above in one scope; arguments left as ``None`` do nothing.
+
+    ``propagate`` applies to the session and user ids as in ``using_session`` / ``using_user``.
 
     with using_attributes(session_id=conversation_id, user_id=user_id, tags=["web"]):
         ...
