@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from otlp_receiver import OtlpHttpReceiver
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -40,3 +43,42 @@ def test_decorated_handler_takes_ids_from_each_call() -> None:
 def test_existing_pipeline_gets_stamping_from_one_line() -> None:
     spans = _run("existing_pipeline.py")
     assert spans == [("agent-step", "conv-7", "user-c"), ("outside-any-session", "None", "None")]
+
+
+def test_chatbot_sends_two_sessions_of_chat_turns_over_otlp(http_receiver: OtlpHttpReceiver) -> None:
+    # As in the README's Phoenix section, but exporting to the test's receiver; the LLM is the stub.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "PHOENIX_"))}
+    env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url, "PHOENIX_PROJECT_NAME": "chatbot-test"}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "chatbot.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=EXAMPLES.parent,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    users = {
+        user: session for session, user in re.findall(r"^session (\S+) user (\S+): \d+ turns$", result.stdout, re.M)
+    }
+    assert sorted(users) == ["ada", "grace"]
+    assert users["ada"] != users["grace"]
+
+    spans = http_receiver.spans
+    turns = [span for span in spans if span.name == "chat turn"]
+    # One trace per turn, its root the turn span, the instrumented OpenAI call below it.
+    assert len(turns) == 7
+    assert len({turn.trace_id for turn in turns}) == 7
+    assert all(turn.parent_span_id is None for turn in turns)
+    for turn in turns:
+        (llm,) = [span for span in spans if span.trace_id == turn.trace_id and span is not turn]
+        assert (llm.name, llm.parent_span_id) == ("ChatCompletion", turn.span_id)
+        for span in (turn, llm):
+            assert span.resource["openinference.project.name"] == "chatbot-test"
+            assert span.attributes["session.id"] == users[span.attributes["user.id"]]
+        assert turn.attributes["openinference.span.kind"] == "CHAIN"
+        assert turn.attributes["output.value"] == f"You said: {turn.attributes['input.value']}"
+    by_user = {user: [t.attributes["input.value"] for t in turns if t.attributes["user.id"] == user] for user in users}
+    assert by_user["ada"][0] == "Hi, I'm Ada. Can you help me plan a weekend trip?"
+    assert [len(by_user["ada"]), len(by_user["grace"])] == [3, 4]
+    assert by_user["grace"][-1] == "Thanks, that's all for today."

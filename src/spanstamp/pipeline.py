@@ -6,19 +6,25 @@ configure(service_name="chatbot")           # or one call that builds it all
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from opentelemetry import trace
+from opentelemetry.context import Context, attach, create_key, detach, get_value, set_value
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from spanstamp import rules
 from spanstamp.processor import SessionSpanProcessor
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 HTTP_PROTOBUF: Final = "http/protobuf"
 GRPC: Final = "grpc"
@@ -26,52 +32,149 @@ _PROTOCOLS: Final = (HTTP_PROTOBUF, GRPC)
 
 _installed: weakref.WeakKeyDictionary[TracerProvider, SessionSpanProcessor] = weakref.WeakKeyDictionary()
 _install_lock: Final = threading.Lock()
+_POOL_PROBE_KEY: Final = create_key("spanstamp-pool-probe")
 
 
-def install(
-    tracer_provider: Any = None,
-    *,
-    attributes: Iterable[str] | None = None,
-    gen_ai_conversation_id: bool = False,
-) -> SessionSpanProcessor:
+class ProcessorOptions(TypedDict, total=False):
+    """The :class:`SessionSpanProcessor` options that ``install()`` and ``configure()`` pass on.
+
+    install(provider, attributes=["session.id", "user.id"])
+    """
+
+    attributes: Iterable[str] | None
+    gen_ai_conversation_id: bool
+
+
+def install(tracer_provider: Any = None, **options: Unpack[ProcessorOptions]) -> SessionSpanProcessor:
     """Add a :class:`SessionSpanProcessor` to ``tracer_provider`` (default: the global one).
 
-    Calling it again for the same provider adds nothing and returns the processor
-    already there. A provider that is not the SDK's gets a warning (an error in strict
-    mode) and the processor comes back unattached::
+    Keyword options go to :class:`SessionSpanProcessor`. Calling it again for the same
+    provider adds nothing and returns the processor already there (with a warning if
+    options given now differ from it). A provider that is not the SDK's gets a warning
+    (an error in strict mode) and the processor comes back unattached::
 
         trace.set_tracer_provider(provider)
         install()
+
+    Phoenix's provider (``phoenix.otel.register()``) keeps its exporting processor. On a
+    provider whose span processors run in a thread pool (``ConcurrentMultiSpanProcessor``)
+    the scopes are invisible unless the pool threads carry the Context
+    (``opentelemetry-instrumentation-threading``): then it warns, and adds the processor,
+    which stamps only what a span's explicit parent context holds.
     """
     provider = trace.get_tracer_provider() if tracer_provider is None else tracer_provider
     if not isinstance(provider, TracerProvider):
-        rules.reject(
-            "install(tracer_provider)",
-            f"spans can only be stamped on an SDK TracerProvider, got {type(provider).__name__}"
-            + (
-                " (no provider is set yet: call install() after setting one, or use configure())"
-                if isinstance(provider, trace.ProxyTracerProvider)
-                else ""
-            ),
-            TypeError,
-        )
-        return SessionSpanProcessor(attributes=attributes, gen_ai_conversation_id=gen_ai_conversation_id)
+        _reject_provider(provider)
+        return SessionSpanProcessor(**options)
     with _install_lock:
         existing = _installed.get(provider) or _already_added(provider)
-        processor = SessionSpanProcessor(attributes=attributes, gen_ai_conversation_id=gen_ai_conversation_id)
+        processor = SessionSpanProcessor(**options)
         if existing is not None:
-            if (existing.attributes, existing.gen_ai_conversation_id) != (
-                processor.attributes,
-                processor.gen_ai_conversation_id,
-            ):
+            if _differs(existing, processor, options):
                 rules.logger.warning(
                     "install(): this provider already has a SessionSpanProcessor; "
                     "the options of this call are ignored and the existing processor is kept"
                 )
             return existing
-        provider.add_span_processor(processor)
+        if isinstance(getattr(provider, "_active_span_processor", None), ConcurrentMultiSpanProcessor):
+            _check_pool_threads()
+        if not _add(provider, processor):
+            return processor
         _installed[provider] = processor
         return processor
+
+
+def _reject_provider(provider: object) -> None:
+    if isinstance(provider, trace.ProxyTracerProvider):
+        hint = " (no provider is set yet: call install() after setting one, or use configure())"
+    elif callable(getattr(provider, "add_span_processor", None)):
+        hint = (
+            " (it has add_span_processor(): if it feeds an SDK pipeline, pass it "
+            "spanstamp.SessionSpanProcessor() yourself, or call install() with the SDK provider it wraps)"
+        )
+    else:
+        hint = ""
+    rules.reject(
+        "install(tracer_provider)",
+        f"spans can only be stamped on an SDK TracerProvider, got {type(provider).__name__}{hint}",
+        TypeError,
+        outcome="the processor is returned unattached",
+    )
+
+
+def _differs(existing: SessionSpanProcessor, candidate: SessionSpanProcessor, options: Mapping[str, object]) -> bool:
+    # Only options the caller gave count: a bare install() means "make sure there is one".
+    # Each option is readable back under its own name on the processor.
+    return any(getattr(existing, name, None) != getattr(candidate, name, None) for name in options)
+
+
+def _add(provider: TracerProvider, processor: SessionSpanProcessor) -> bool:
+    adder = provider.add_span_processor
+    try:
+        accepted = set(inspect.signature(adder).parameters)
+    except (TypeError, ValueError):  # a callable without a readable signature
+        accepted = set()
+    try:
+        if "replace_default_processor" in accepted:
+            # Phoenix's TracerProvider drops (and shuts down) its own exporting processor
+            # when another one is added, unless asked not to: spans would stop arriving.
+            adder(processor, replace_default_processor=False)  # type: ignore[call-arg]
+        else:
+            adder(processor)
+    except Exception as exc:  # a vendor's subclass may refuse; the application must go on
+        rules.reject(
+            "install(tracer_provider)",
+            f"{type(provider).__name__}.add_span_processor() failed ({type(exc).__name__})",
+            TypeError,
+            outcome="the processor is returned unattached",
+        )
+        return False
+    return True
+
+
+def _check_pool_threads() -> None:
+    if _pool_threads_see_context():
+        return
+    rules.reject(
+        "install(tracer_provider)",
+        "this provider runs span processors in a thread pool (ConcurrentMultiSpanProcessor), where the "
+        "application's Context is not visible, so scopes cannot be read; use the SDK's default "
+        "span processor, or carry the Context into pool threads with opentelemetry-instrumentation-threading "
+        "(ThreadingInstrumentor().instrument() before install())",
+        ValueError,
+        outcome="the processor is added, but stamps only what a span's explicit parent context holds",
+    )
+
+
+class _PoolProbe(SpanProcessor):
+    def __init__(self) -> None:
+        self.saw_context = False
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.saw_context = get_value(_POOL_PROBE_KEY) is True
+
+
+def _pool_threads_see_context() -> bool:
+    """Whether ConcurrentMultiSpanProcessor's on_start sees the caller's Context here and now.
+
+    It asks a throwaway provider of the same kind rather than assuming: an instrumentation
+    that patches thread pools (opentelemetry-instrumentation-threading) changes the answer.
+    """
+    probe = _PoolProbe()
+    provider = TracerProvider(
+        sampler=ALWAYS_ON,
+        resource=Resource.get_empty(),
+        shutdown_on_exit=False,
+        active_span_processor=ConcurrentMultiSpanProcessor(num_threads=1),
+    )
+    provider.add_span_processor(probe)
+    token = attach(set_value(_POOL_PROBE_KEY, True))
+    try:
+        provider.get_tracer("spanstamp.probe").start_span("probe").end()
+    finally:
+        detach(token)
+        provider.shutdown()
+    return probe.saw_context
 
 
 def _already_added(provider: TracerProvider) -> SessionSpanProcessor | None:
@@ -93,9 +196,8 @@ def configure(
     headers: Mapping[str, str] | None = None,
     exporter: SpanExporter | None = None,
     batch: bool = True,
-    attributes: Iterable[str] | None = None,
-    gen_ai_conversation_id: bool = False,
     set_global: bool = True,
+    **options: Unpack[ProcessorOptions],
 ) -> TracerProvider:
     """Build an SDK TracerProvider that stamps and exports over OTLP; set it as global.
 
@@ -104,7 +206,7 @@ def configure(
     (``http/protobuf``, the default, or ``grpc``), ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``
     and ``..._HEADERS``. ``endpoint`` is the full traces URL, as in
     ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``. ``exporter`` replaces the OTLP exporter
-    (a console exporter, say)::
+    (a console exporter, say). Further keyword options go to :class:`SessionSpanProcessor`::
 
         provider = configure(service_name="chatbot", endpoint="http://127.0.0.1:6006/v1/traces")
 
@@ -118,9 +220,7 @@ def configure(
     if exporter is None:
         exporter = _otlp_exporter(protocol, endpoint, headers)
     exporting: SpanProcessor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
-    processor = SessionSpanProcessor(
-        attributes=attributes, gen_ai_conversation_id=gen_ai_conversation_id, downstream=exporting
-    )
+    processor = SessionSpanProcessor(**options, downstream=exporting)
     provider.add_span_processor(processor)
     with _install_lock:
         _installed[provider] = processor
