@@ -120,8 +120,8 @@ def outbound_baggage(values: Mapping[str, object], *, where: str = "propagate") 
         if pseudonymizer is None:
             rules.reject(
                 where,
-                f"a user id is set but there is no key to pseudonymize it with (set {privacy.USER_ID_KEY_ENV} "
-                "or configure_propagation(user_id_key=...)); raw user ids never propagate",
+                "there is no key to pseudonymize the user id with, and raw user ids never leave the "
+                f"process (set {privacy.USER_ID_KEY_ENV} or configure_propagation(user_id_key=...))",
                 outcome=_NOT_PROPAGATED,
             )
         else:
