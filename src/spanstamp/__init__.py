@@ -6,8 +6,11 @@ with using_session(conversation_id), using_user(user_id):
 
 from spanstamp.context import current_session_id, current_user_id, get_attributes_from_context, new_session_id
 from spanstamp.pipeline import configure, install
+from spanstamp.privacy import pseudonymize
 from spanstamp.processor import SessionSpanProcessor
+from spanstamp.propagation import configure_propagation
 from spanstamp.rules import configure_rules
+from spanstamp.sampling import ParentBasedSessionIdRatio, SessionIdRatioBased
 from spanstamp.scopes import (
     Scope,
     from_arg,
@@ -21,10 +24,13 @@ from spanstamp.scopes import (
 from spanstamp.threads import carry_context
 
 __all__ = [
+    "ParentBasedSessionIdRatio",
     "Scope",
+    "SessionIdRatioBased",
     "SessionSpanProcessor",
     "carry_context",
     "configure",
+    "configure_propagation",
     "configure_rules",
     "current_session_id",
     "current_user_id",
@@ -32,6 +38,7 @@ __all__ = [
     "get_attributes_from_context",
     "install",
     "new_session_id",
+    "pseudonymize",
     "using_attributes",
     "using_metadata",
     "using_prompt_template",

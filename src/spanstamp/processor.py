@@ -8,6 +8,7 @@ OpenInference, OpenTelemetry's own instrumentors)::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Final
 
@@ -134,7 +135,14 @@ class SessionSpanProcessor(SpanProcessor):
             option = rules.env_flag(HASH_USER_IDS_ENV, False)
         if option is False or attr.USER_ID not in self._key_set:
             return None, False
-        key = privacy.user_id_key(None if option is True else option)
+        if option is True:
+            # The same key as propagation, so local spans match what services downstream get.
+            key = privacy.user_id_key()
+            shared = propagation._pseudonymizer() if key is None else None
+            if shared is not None:
+                return shared, False
+        else:
+            key = privacy.check_key(option, "SessionSpanProcessor(hash_user_ids)")
         if key is None:
             rules.reject(
                 "SessionSpanProcessor(hash_user_ids)",
@@ -201,12 +209,16 @@ class SessionSpanProcessor(SpanProcessor):
         self, found: dict[str, AttributeValue] | None, parent: Context | None, current: Context
     ) -> dict[str, AttributeValue]:
         found = {} if found is None else found
-        user = found.get(attr.USER_ID)
-        if type(user) is str:
-            if self._drop_user:
-                del found[attr.USER_ID]
-            elif self._pseudonym is not None:
-                found[attr.USER_ID] = self._pseudonym(user)
+        if self._pseudonym is not None or self._drop_user:
+            user = found.get(attr.USER_ID)
+            if type(user) is str:
+                if self._pseudonym is None:
+                    del found[attr.USER_ID]
+                else:
+                    found[attr.USER_ID] = self._pseudonym(user)
+            metadata = found.get(attr.METADATA)
+            if type(metadata) is str and any(f'"{key}"' in metadata for key in attr.METADATA_USER_KEYS):
+                found[attr.METADATA] = _hide_metadata_user(metadata, self._pseudonym)
         if self._trusted:
             # Inbound ids only fill what no local scope set; the upstream service already
             # hashed a user id it propagated, so it is not hashed again.
@@ -326,6 +338,24 @@ class SessionSpanProcessor(SpanProcessor):
             rules.logger.exception("SessionSpanProcessor failed on a span; the span goes on without stamps")
         else:
             rules.logger.debug("SessionSpanProcessor failed again", exc_info=True)
+
+
+def _hide_metadata_user(metadata: str, pseudonym: _Pseudonymizer | None) -> str:
+    """Metadata JSON with the user ids it names pseudonymized, or removed without a key."""
+    try:
+        data = json.loads(metadata)
+    except ValueError:
+        return metadata
+    if not isinstance(data, dict):
+        return metadata
+    for key in attr.METADATA_USER_KEYS:
+        if key in data:
+            user = rules.coerce_id(data[key])
+            if user is None or pseudonym is None:
+                del data[key]
+            else:
+                data[key] = pseudonym(user)
+    return rules.dumps(data)
 
 
 def _restore(span: ReadableSpan, found: dict[str, AttributeValue]) -> ReadableSpan:

@@ -42,10 +42,13 @@ _NOT_PROPAGATED: Final = "the user id is not propagated"
 
 
 class _Settings:
-    __slots__ = ("enabled", "key_loaded", "pseudonymizer")
+    __slots__ = ("enabled", "key_loaded", "pseudonymizer", "sent")
 
     def __init__(self) -> None:
         self.enabled = False
+        # Whether any scope has put ids into baggage yet; until then a scope that does
+        # not propagate has no stale baggage to clear and skips looking.
+        self.sent = False
         # The key is read from the environment on first use, not at import: a bad
         # SPANSTAMP_USER_ID_KEY in strict mode must not make ``import spanstamp`` fail.
         self.key_loaded = False
@@ -126,6 +129,8 @@ def outbound_baggage(values: Mapping[str, object], *, where: str = "propagate") 
             )
         else:
             entries[attr.USER_ID] = pseudonymizer(user_id)
+    if entries:
+        _settings.sent = True
     return entries
 
 

@@ -26,7 +26,7 @@ from contextvars import Token
 from typing import Any, Final, TypeVar, cast
 
 import wrapt
-from opentelemetry.baggage import set_baggage
+from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
 from opentelemetry.context import Context, attach, detach, get_current
 
 from spanstamp import attributes as attr
@@ -320,8 +320,18 @@ class Scope:
         context = Context(outer, **changes, **private)
         propagate = self._propagate
         if propagate or (propagate is None and propagation._settings.enabled):
-            for key, value in propagation.outbound_baggage(changes, where=f"{self._name}(propagate)").items():
+            sent = propagation.outbound_baggage(changes, where=f"{self._name}(propagate)")
+            for key, value in sent.items():
                 context = set_baggage(key, value, context)
+        elif propagation._settings.sent:
+            sent = {}
+        else:
+            return context
+        # An id this scope replaces locally but does not send must not leave with the
+        # outer scope's value: downstream would stamp an id this call does not have.
+        for key in propagation.DEFAULT_TRUSTED_KEYS:
+            if key in changes and key not in sent and get_baggage(key, context) is not None:
+                context = remove_baggage(key, context)
         return context
 
     def _changes(self, outer: Context) -> _Values:
