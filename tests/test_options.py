@@ -11,6 +11,7 @@ import pytest
 from openinference.instrumentation import using_session as oi_using_session
 from opentelemetry import baggage
 from opentelemetry.context import attach, detach
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import spanstamp
 from spanstamp import (
@@ -272,3 +273,29 @@ def test_a_scope_that_does_not_propagate_clears_the_outer_baggage_it_replaces() 
             assert baggage.get_baggage("session.id") == "s-outer"
     finally:
         propagation.load_environment()
+
+
+def test_configure_passes_every_option_and_the_sampler() -> None:
+    exporter = InMemorySpanExporter()
+    provider = spanstamp.configure(
+        exporter=exporter,
+        batch=False,
+        set_global=False,
+        sampler=spanstamp.ParentBasedSessionIdRatio(0.5),
+        hash_user_ids=KEY,
+        gen_ai_conversation_id=True,
+    )
+    tracer = provider.get_tracer("tests")
+    kept = {spanstamp.SessionIdRatioBased(0.5).keeps_session(f"s-{n}") for n in range(40)}
+    assert kept == {True, False}  # both outcomes occur among these sessions
+    for n in range(40):
+        with using_attributes(session_id=f"s-{n}", user_id="u-1"), tracer.start_as_current_span(f"turn-{n}"):
+            tracer.start_span("child").end()
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    exported = {s.attributes["session.id"] for s in spans if s.attributes}
+    expected = {f"s-{n}" for n in range(40) if spanstamp.SessionIdRatioBased(0.5).keeps_session(f"s-{n}")}
+    assert exported == expected
+    assert len(spans) == 2 * len(expected)
+    assert {s.attributes["user.id"] for s in spans if s.attributes} == {pseudonym("u-1")}
+    assert all(s.attributes and s.attributes["gen_ai.conversation.id"] == s.attributes["session.id"] for s in spans)

@@ -18,7 +18,7 @@ from opentelemetry.context import Context, attach, create_key, detach, get_value
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 
 from spanstamp import rules
 from spanstamp.processor import SessionSpanProcessor
@@ -42,7 +42,12 @@ class ProcessorOptions(TypedDict, total=False):
     """
 
     attributes: Iterable[str] | None
-    gen_ai_conversation_id: bool
+    gen_ai_conversation_id: bool | None
+    stamp_local_root: bool | None
+    openai_user_ids: bool | None
+    trust_baggage: bool | Iterable[str] | None
+    baggage_max_length: int | None
+    hash_user_ids: bool | str | bytes | None
 
 
 def install(tracer_provider: Any = None, **options: Unpack[ProcessorOptions]) -> SessionSpanProcessor:
@@ -196,6 +201,7 @@ def configure(
     headers: Mapping[str, str] | None = None,
     exporter: SpanExporter | None = None,
     batch: bool = True,
+    sampler: Sampler | None = None,
     set_global: bool = True,
     **options: Unpack[ProcessorOptions],
 ) -> TracerProvider:
@@ -206,7 +212,9 @@ def configure(
     (``http/protobuf``, the default, or ``grpc``), ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``
     and ``..._HEADERS``. ``endpoint`` is the full traces URL, as in
     ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``. ``exporter`` replaces the OTLP exporter
-    (a console exporter, say). Further keyword options go to :class:`SessionSpanProcessor`::
+    (a console exporter, say). ``sampler`` (default: the SDK's, from ``OTEL_TRACES_SAMPLER``)
+    can be :class:`~spanstamp.ParentBasedSessionIdRatio` to keep or drop whole sessions.
+    Further keyword options go to :class:`SessionSpanProcessor`::
 
         provider = configure(service_name="chatbot", endpoint="http://127.0.0.1:6006/v1/traces")
 
@@ -216,7 +224,7 @@ def configure(
     resource_values: dict[str, Any] = dict(resource_attributes or {})
     if service_name is not None:
         resource_values[SERVICE_NAME] = service_name
-    provider = TracerProvider(resource=Resource.create(resource_values))
+    provider = TracerProvider(resource=Resource.create(resource_values), sampler=sampler)
     if exporter is None:
         exporter = _otlp_exporter(protocol, endpoint, headers)
     exporting: SpanProcessor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
