@@ -425,3 +425,27 @@ def test_new_session_id_is_a_fresh_uuid4() -> None:
     first, second = spanstamp.new_session_id(), spanstamp.new_session_id()
     assert first != second
     assert uuid.UUID(first).version == 4
+
+
+def test_stacked_decorators_on_generators_keep_every_scope() -> None:
+    @spanstamp.using_session(spanstamp.from_arg("session_id"))
+    @spanstamp.using_user(spanstamp.from_arg("user_id"))
+    @spanstamp.using_tags(["stream"])
+    def stream(session_id: str, user_id: str) -> Iterator[dict[str, object]]:
+        yield spanstamp.get_attributes_from_context()
+
+    @spanstamp.using_session(spanstamp.from_arg("session_id"))
+    @spanstamp.using_user(spanstamp.from_arg("user_id"))
+    async def astream(session_id: str, user_id: str) -> AsyncIterator[dict[str, object]]:
+        yield spanstamp.get_attributes_from_context()
+
+    async def first_async() -> dict[str, object]:
+        async for item in astream("s-2", "u-2"):
+            return item
+        raise AssertionError("no item")
+
+    with spanstamp.using_tags(["outer"]):
+        (seen,) = list(stream("s-1", "u-1"))
+    assert seen == {"session.id": "s-1", "user.id": "u-1", "tag.tags": ("outer", "stream")}
+    assert asyncio.run(first_async()) == {"session.id": "s-2", "user.id": "u-2"}
+    assert spanstamp.get_attributes_from_context() == {}

@@ -409,7 +409,8 @@ class Scope:
 
             @wrapt.decorator
             def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return _scoped_async_generator(wrapped(*args, **kwargs), context_for_call(instance, args, kwargs))
+                context = context_for_call(instance, args, kwargs)
+                return _scoped_async_generator(_create_in(context, wrapped, args, kwargs), context)
 
             return cast(F, async_gen_wrapper(func))
 
@@ -417,7 +418,8 @@ class Scope:
 
             @wrapt.decorator
             def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return _scoped_generator(wrapped(*args, **kwargs), context_for_call(instance, args, kwargs))
+                context = context_for_call(instance, args, kwargs)
+                return _scoped_generator(_create_in(context, wrapped, args, kwargs), context)
 
             return cast(F, gen_wrapper(func))
 
@@ -454,6 +456,16 @@ class Scope:
 # with the body's own context attached and detached again before the value goes out,
 # so the consumer never sees the scope and the body keeps what it attached (a span
 # started across a ``yield``) from one step to the next.
+
+
+def _create_in(context: Context, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    # A plain generator runs nothing when created, but a stacked scope decorator computes
+    # its context then: it must see this scope, or the inner scope would hide it.
+    token = attach(context)
+    try:
+        return function(*args, **kwargs)
+    finally:
+        detach(token)
 
 
 class _BodyContext:
