@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from openinference.instrumentation import using_session as oi_using_session
@@ -128,37 +130,34 @@ def test_hashing_without_a_key_leaves_user_ids_out(
 # --- Inbound baggage -----------------------------------------------------------------
 
 
-def _with_baggage(**entries: str) -> object:
+@contextmanager
+def inbound(**entries: str) -> Iterator[None]:
+    """Baggage in the current context, as a server instrumentation extracts it."""
     context = None
     for key, value in entries.items():
         context = baggage.set_baggage(key, value, context)
-    return attach(context)  # type: ignore[arg-type]
+    token = attach(context)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        detach(token)
 
 
 def test_baggage_is_not_trusted_by_default() -> None:
     tracing = Tracing()
-    token = _with_baggage(**{"session.id": "spoofed", "user.id": "admin"})
-    try:
+    with inbound(**{"session.id": "spoofed", "user.id": "admin"}):
         tracing.record("span")
-    finally:
-        detach(token)  # type: ignore[arg-type]
     assert tracing.attrs("span") == {}
 
 
 def test_trusted_baggage_fills_only_what_no_local_scope_sets() -> None:
     tracing = Tracing(trust_baggage=True, baggage_max_length=16, hash_user_ids=KEY)
-    token = _with_baggage(**{"session.id": "s-in", "user.id": "already-hashed", "tier": "gold"})
-    try:
+    with inbound(**{"session.id": "s-in", "user.id": "already-hashed", "tier": "gold"}):
         tracing.record("inbound-only")
         with using_session("s-local"):
             tracing.record("local-session")
-    finally:
-        detach(token)  # type: ignore[arg-type]
-    token = _with_baggage(**{"session.id": "x" * 17})
-    try:
+    with inbound(**{"session.id": "x" * 17}):
         tracing.record("too-long")
-    finally:
-        detach(token)  # type: ignore[arg-type]
     # Inbound user ids were hashed upstream: not hashed again.
     assert tracing.attrs("inbound-only") == {"session.id": "s-in", "user.id": "already-hashed"}
     assert tracing.attrs("local-session") == {"session.id": "s-local", "user.id": "already-hashed"}
@@ -168,11 +167,8 @@ def test_trusted_baggage_fills_only_what_no_local_scope_sets() -> None:
 def test_trust_baggage_from_the_environment_chooses_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPANSTAMP_TRUST_BAGGAGE", "session.id")
     tracing = Tracing()
-    token = _with_baggage(**{"session.id": "s-in", "user.id": "admin"})
-    try:
+    with inbound(**{"session.id": "s-in", "user.id": "admin"}):
         tracing.record("span")
-    finally:
-        detach(token)  # type: ignore[arg-type]
     assert tracing.attrs("span") == {"session.id": "s-in"}
 
 
@@ -215,11 +211,8 @@ def test_a_bad_variable_is_named_and_the_default_kept(
         tracing = Tracing()
     assert name in caplog.text
     assert not tracing.processor.gen_ai_conversation_id
-    token = _with_baggage(**{"session.id": "s" * 200})
-    try:
+    with inbound(**{"session.id": "s" * 200}):
         tracing.record("span")
-    finally:
-        detach(token)  # type: ignore[arg-type]
     # The default baggage cap is the id cap (256), so a 200-character id passes.
     assert tracing.attrs("span") == {"session.id": "s" * 200}
 
