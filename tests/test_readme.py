@@ -14,9 +14,17 @@ def _bash_lines() -> list[str]:
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
-    (test_command,) = [line for line in _bash_lines() if "pytest" in line]
+    (test_command,) = [line for line in _bash_lines() if "pytest" in line and "phoenix" not in line]
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_lines
+
+
+def test_the_phoenix_command_is_the_one_the_phoenix_test_documents() -> None:
+    (phoenix_command,) = [line for line in _bash_lines() if "pytest" in line and "phoenix" in line]
+    assert phoenix_command.endswith("-m phoenix_e2e")
+    # The test's docstring wraps the command with a backslash continuation.
+    documented = re.sub(r" *\\\\\n *", " ", (ROOT / "tests" / "test_phoenix.py").read_text())
+    assert phoenix_command in documented
 
 
 def test_the_quickstart_command_runs_the_tested_example() -> None:
