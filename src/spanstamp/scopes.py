@@ -39,17 +39,10 @@ _Values = dict[str, object]
 
 # --- How each kind of value lands in the Context -------------------------------------
 #
-# Each function writes one checked value into ``changes``, the keys the new context
-# sets on top of ``outer``. ``None`` in ``changes`` hides an outer value: every reader
+# Ids go in as checked, under their key (``_Field.key``). For the other kinds, each
+# function writes one checked value into ``changes``, the keys the new context sets on
+# top of ``outer``. ``None`` in ``changes`` hides an outer value: every reader
 # (ours and OpenInference's) treats a ``None`` value as absent.
-
-
-def _set_session(changes: _Values, outer: Context, value: Any) -> None:
-    changes[attr.SESSION_ID] = value
-
-
-def _set_user(changes: _Values, outer: Context, value: Any) -> None:
-    changes[attr.USER_ID] = value
 
 
 def _merge_metadata(changes: _Values, outer: Context, value: Any) -> None:
@@ -81,10 +74,6 @@ def _set_template(changes: _Values, outer: Context, value: Any) -> None:
     changes[attr.PROMPT_TEMPLATE_VARIABLES] = None
 
 
-def _set_version(changes: _Values, outer: Context, value: Any) -> None:
-    changes[attr.PROMPT_TEMPLATE_VERSION] = value
-
-
 def _set_variables(changes: _Values, outer: Context, value: Any) -> None:
     changes[attr.PROMPT_TEMPLATE_VARIABLES] = value.text
 
@@ -113,28 +102,42 @@ _Apply = Callable[[_Values, Context, Any], None]
 class _Field:
     """How one argument is checked and applied.
 
-    ``static``: the result does not depend on the outer context, so a scope computes
-    it once. ``requires``: a field this one belongs to, which must be given too.
+    ``key`` (ids): the checked value goes into the Context as it is, under this key.
+    ``apply`` writes anything else. ``static``: the result does not depend on the outer
+    context, so a scope computes it once. ``requires``: a field this one belongs to,
+    which must be given too.
     """
 
-    __slots__ = ("apply", "check", "requires", "static")
+    __slots__ = ("apply", "check", "key", "requires", "static")
 
-    def __init__(self, check: _Check, apply: _Apply, *, static: bool, requires: _Field | None = None) -> None:
+    def __init__(
+        self,
+        check: _Check,
+        apply: _Apply | None = None,
+        *,
+        key: str | None = None,
+        static: bool = True,
+        requires: _Field | None = None,
+    ) -> None:
         self.check = check
-        self.apply = apply
+        self.key = key
+        self.apply: _Apply = self._write_key if apply is None else apply
         self.static = static
         self.requires = requires
 
+    def _write_key(self, changes: _Values, outer: Context, value: Any) -> None:
+        changes[cast(str, self.key)] = value
 
-SESSION: Final = _Field(rules.check_id, _set_session, static=True)
-USER: Final = _Field(rules.check_id, _set_user, static=True)
+
+SESSION: Final = _Field(rules.check_id, key=attr.SESSION_ID)
+USER: Final = _Field(rules.check_id, key=attr.USER_ID)
 METADATA: Final = _Field(rules.check_mapping, _merge_metadata, static=False)
 TAGS: Final = _Field(rules.check_tags, _add_tags, static=False)
-TEMPLATE: Final = _Field(rules.check_template, _set_template, static=True)
+TEMPLATE: Final = _Field(rules.check_template, _set_template)
 # A version or variables without their template would be read as describing an outer
 # template they do not belong to. The template is applied first, as it hides them.
-VERSION: Final = _Field(rules.check_id, _set_version, static=True, requires=TEMPLATE)
-VARIABLES: Final = _Field(rules.check_mapping, _set_variables, static=True, requires=TEMPLATE)
+VERSION: Final = _Field(rules.check_id, key=attr.PROMPT_TEMPLATE_VERSION, requires=TEMPLATE)
+VARIABLES: Final = _Field(rules.check_mapping, _set_variables, requires=TEMPLATE)
 
 _NO_CONTEXT: Final = Context()
 
@@ -251,9 +254,12 @@ def _run_entered_hooks() -> None:
 # --- The scope -----------------------------------------------------------------------
 
 # The current context of an entered ``with`` scope holds its entry under this private
-# key: ``[scope, token, outer entry]``. ``__exit__`` finds its own token there even when
+# key: ``[scope, token, outer context]``. ``__exit__`` finds its own token there even when
 # one scope object is entered by many threads and tasks at once, or nested with itself.
 _ENTRY_KEY: Final = "spanstamp.scope-entry"
+
+# Read on every entry: whether baggage may need writing or clearing at all.
+_propagation: Final = propagation._settings
 
 
 class Scope:
@@ -288,9 +294,10 @@ class Scope:
         static: _Values = {}
         dynamic: list[tuple[_Apply, Any]] = []
         from_call = False
-        for (field, where), value in zip(fields, values, strict=True):
-            if value is None:
+        for index, value in enumerate(values):
+            if value is None:  # most arguments are left out: skip them first
                 continue
+            field, where = fields[index]
             if field.requires is not None and not any(given is field.requires for given, _, _ in plan):
                 rules.reject(where, "given without a valid template")
                 continue
@@ -300,7 +307,9 @@ class Scope:
                 value = field.check(value, where)
                 if value is None:
                     continue
-                if field.static:
+                if field.key is not None:  # an id, written without a call
+                    static[field.key] = value
+                elif field.static:
                     field.apply(static, _NO_CONTEXT, value)
                 else:
                     dynamic.append((field.apply, value))
@@ -315,18 +324,22 @@ class Scope:
     def __repr__(self) -> str:
         return f"<spanstamp {self._name} scope>"
 
-    def _context(self, outer: Context, changes: _Values, **private: object) -> Context:
-        """The Context a scope runs in: ``outer`` with ``changes``, and baggage if it propagates."""
-        context = Context(outer, **changes, **private)
+    def _context(self, outer: Context, changes: _Values) -> Context:
+        """The Context a decorated call runs in: ``outer`` with ``changes`` (and baggage)."""
+        context = Context(outer, **changes)
         propagate = self._propagate
-        if propagate or (propagate is None and propagation._settings.enabled):
+        if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
+            context = self._baggage(context, changes)
+        return context
+
+    def _baggage(self, context: Context, changes: _Values) -> Context:
+        """``context`` with this scope's ids in baggage if it propagates, and stale ones out."""
+        propagate = self._propagate
+        sent: dict[str, str] = {}
+        if propagate or (propagate is None and _propagation.enabled):
             sent = propagation.outbound_baggage(changes, where=f"{self._name}(propagate)")
             for key, value in sent.items():
                 context = set_baggage(key, value, context)
-        elif propagation._settings.sent:
-            sent = {}
-        else:
-            return context
         # An id this scope replaces locally but does not send must not leave with the
         # outer scope's value: downstream would stamp an id this call does not have.
         for key in propagation.DEFAULT_TRUSTED_KEYS:
@@ -350,9 +363,17 @@ class Scope:
             rules.reject(self._name, "from_arg() values only apply when the scope decorates a function")
         if not (self._static or self._dynamic):
             return self
+        # The body of _context and _attach, inlined: this runs on every ``with``.
         current = get_current()
-        entry = [self, None, current.get(_ENTRY_KEY)]
-        entry[1] = _attach(self._context(current, self._changes(current), **{_ENTRY_KEY: entry}))
+        entry: list[Any] = [self, None, current]
+        changes = self._changes(current) if self._dynamic else self._static
+        context = Context({**current, **changes, _ENTRY_KEY: entry})
+        propagate = self._propagate
+        if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
+            context = self._baggage(context, changes)
+        entry[1] = attach(context)
+        if _entered_hooks:
+            _run_entered_hooks()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -360,7 +381,7 @@ class Scope:
             return
         entry = get_current().get(_ENTRY_KEY)
         while type(entry) is list and entry[0] is not self:
-            entry = entry[2]
+            entry = entry[2].get(_ENTRY_KEY)
         if type(entry) is list:
             # Resetting to the value before our entry also drops anything the body
             # attached and never detached.
