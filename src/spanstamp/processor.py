@@ -194,17 +194,6 @@ class SessionSpanProcessor(SpanProcessor):
         """
         return self._downstream
 
-    def _values(self, parent: Context | None, current: Context) -> dict[str, AttributeValue] | None:
-        watch = self._watch
-        # The common case, no scope anywhere, must cost next to nothing.
-        if watch.isdisjoint(current) and (parent is None or watch.isdisjoint(parent)):
-            found = None
-        else:
-            found = collect(self._key_set, parent, current)
-        if self._more:
-            found = self._options(found, parent, current)
-        return found
-
     def _options(
         self, found: dict[str, AttributeValue] | None, parent: Context | None, current: Context
     ) -> dict[str, AttributeValue]:
@@ -235,7 +224,15 @@ class SessionSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            found = self._values(parent_context, get_current())
+            current = get_current()
+            watch = self._watch
+            # The common case, no scope anywhere, must cost next to nothing.
+            if watch.isdisjoint(current) and (parent_context is None or watch.isdisjoint(parent_context)):
+                found = None
+            else:
+                found = collect(self._key_set, parent_context, current)
+            if self._more:
+                found = self._options(found, parent_context, current)
             if found:
                 # One set_attribute per key: in the SDK this is cheaper than
                 # set_attributes(mapping), which re-validates the mapping as a whole.
@@ -284,7 +281,10 @@ class SessionSpanProcessor(SpanProcessor):
             root = spans.get(span.context.span_id)
             if root is None:
                 return False
-            found = self._values(None, get_current())
+            current = get_current()
+            found: dict[str, AttributeValue] | None = collect(self._key_set, None, current)
+            if self._more:
+                found = self._options(found, None, current)
             if found:
                 for target in (span, root) if with_root and root is not span else (span,):
                     present = target.attributes or {}
