@@ -35,6 +35,7 @@ from openinference.instrumentation import using_user as openinference_using_user
 
 import spanstamp
 from otlp_receiver import OtlpHttpReceiver, ReceivedSpan
+from processes import stop
 from spanstamp.privacy import USER_ID_KEY_ENV, pseudonymize
 
 SERVICES = Path(__file__).resolve().parent / "services"
@@ -195,12 +196,7 @@ def service_b(tmp_path: Path, otlp: str, llm: str, *flags: str, **environ: str) 
         assert first.startswith("PORT "), f"service B did not start:\n{log.read_text(errors='replace')}"
         yield _Service(f"http://127.0.0.1:{int(first.split()[1])}", log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from processes import stop
+
 # The server package, not just ``phoenix``: arize-phoenix-otel (in the test extra) makes
 # ``phoenix`` importable as a namespace package without the server. Some of Phoenix's own
 # dependencies warn about deprecations on import: not this project's to fix.
@@ -113,12 +115,7 @@ def phoenix_url(tmp_path: Path) -> Iterator[str]:
             _wait_until_ready(url, process, log)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def _graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
