@@ -6,7 +6,7 @@ import logging
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -105,3 +105,54 @@ def test_processor_sees_spans_of_every_tracer_on_the_provider() -> None:
         ("openinference.instrumentation.openai", "s"),
         ("my.app", "s"),
     }
+
+
+class _Label(str):
+    """A str subclass, as another library might store."""
+
+
+@pytest.mark.parametrize("named_session", [None, "meta-s"])
+def test_every_way_of_stamping_takes_the_same_values_as_get_attributes_from_context(
+    named_session: str | None,
+) -> None:
+    """The processor's fast path (no downstream) and collect() agree, value by value."""
+    exporter = InMemorySpanExporter()
+    fast = TracerProvider()
+    fast.add_span_processor(SessionSpanProcessor())
+    fast.add_span_processor(SimpleSpanProcessor(exporter))
+    guarded = TracerProvider()
+    guarded.add_span_processor(SessionSpanProcessor(downstream=SimpleSpanProcessor(exporter)))
+    left_by_others: dict[str, object] = {
+        "spanstamp.metadata.user.id": "meta-u",  # named by metadata, but a user id is set: ignored
+        "session.id": " padded " if named_session is None else "",  # a plain str is taken as it is
+        "user.id": 42,  # an int id becomes its decimal string
+        "metadata": "",  # an empty str is nothing
+        "tag.tags": ("a", "b"),
+        "llm.prompt_template.template": _Label("T {x}"),
+        "llm.prompt_template.version": _Label(" v2 "),  # a str subclass id: stripped, plain str
+        "llm.prompt_template.variables": None,
+        "unrelated": "x",
+    }
+    if named_session is not None:
+        left_by_others["spanstamp.metadata.session.id"] = named_session
+    token = attach(Context(left_by_others))
+    try:
+        expected = spanstamp.get_attributes_from_context()
+        fast.get_tracer("t").start_span("fast").end()
+        fast.get_tracer("t").start_span("fast-parent", context=Context()).end()
+        guarded.get_tracer("t").start_span("guarded").end()
+    finally:
+        detach(token)
+    assert expected == {
+        "session.id": " padded " if named_session is None else named_session,
+        "user.id": "42",
+        "tag.tags": ("a", "b"),
+        "llm.prompt_template.template": "T {x}",
+        "llm.prompt_template.version": "v2",
+    }
+    for span in exporter.get_finished_spans():
+        attrs = dict(span.attributes or {})
+        assert attrs == expected, span.name
+        assert type(attrs["llm.prompt_template.version"]) is str
+        if span.name != "fast-parent":  # without a parent context, also in collect()'s order
+            assert list(attrs) == list(expected), span.name

@@ -128,6 +128,18 @@ def test_one_scope_object_can_be_reentered_nested_with_itself() -> None:
     assert get_current() == {}
 
 
+def test_an_outer_scope_exited_first_finds_its_own_entry_under_an_inner_one(caplog: pytest.LogCaptureFixture) -> None:
+    outer, inner = using_session("outer"), using_user("inner")
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # out of order: back to before the outer scope
+    assert get_current() == {}
+    with caplog.at_level("DEBUG", logger="spanstamp"):
+        inner.__exit__(None, None, None)  # its entry went with the outer one: nothing to undo
+    assert get_current() == {}
+    assert "exited in a context it was not entered in" in caplog.text
+
+
 def test_exit_also_drops_what_the_body_attached_and_never_detached() -> None:
     from opentelemetry.context import attach, set_value
 

@@ -45,23 +45,36 @@ def collect(keys: Collection[str], parent: Context | None, current: Context) -> 
             value = parent.get(key)
             pairs.append((key, current.get(key) if value is None else value))
     for key, value in pairs:
-        if type(value) is str:
-            if value and key in keys:
-                found[key] = value
-            elif key in attr.FROM_METADATA:
-                named = {} if named is None else named
-                named[attr.FROM_METADATA[key]] = value
-        elif value is not None and key in keys:
-            # Tags (a tuple or list), or a value another library wrote (OpenInference
-            # stores what it is given), held to our id rules.
-            value = coerce_id(value) if key in attr.ID_ATTRIBUTES else value
-            if value is not None:
-                found[key] = value  # type: ignore[assignment]
+        if key in keys and value is not None:
+            # A plain non-empty str, what the scopes write, is taken without a call.
+            if type(value) is not str or not value:
+                value = stampable(key, value)
+                if value is None:
+                    continue
+            found[key] = value
+        elif key in attr.FROM_METADATA and type(value) is str:
+            named = {} if named is None else named
+            named[attr.FROM_METADATA[key]] = value
     if named is not None:
         for key, value in named.items():
             if key in keys and key not in found:
                 found[key] = value
     return found
+
+
+def stampable(key: str, value: object) -> AttributeValue | None:
+    """What is stamped for ``value`` found under ``key`` in a Context, or ``None`` for nothing.
+
+    stampable("user.id", 42)   # -> "42"
+    stampable("user.id", "")   # -> None
+    """
+    if type(value) is str:
+        return value or None
+    if value is None:
+        return None
+    # Tags (a tuple or list), or a value another library wrote (OpenInference stores
+    # what it is given), held to our id rules.
+    return coerce_id(value) if key in attr.ID_ATTRIBUTES else value  # type: ignore[return-value]
 
 
 def get_attributes_from_context(context: Context | None = None) -> dict[str, AttributeValue]:

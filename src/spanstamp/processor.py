@@ -20,9 +20,12 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import privacy, propagation, rules
-from spanstamp.context import collect
+from spanstamp.context import collect, stampable
 from spanstamp.privacy import _Pseudonymizer
 from spanstamp.scopes import add_entered_hook
+
+# The private keys of ids a scope's metadata names, looked up per foreign key on the hot path.
+_FROM_METADATA: Final = attr.FROM_METADATA
 
 # Guarding spans whose ids may be evicted keeps one small dict per stamped span
 # until it ends; spans that never end must not grow it without bound.
@@ -110,6 +113,8 @@ class SessionSpanProcessor(SpanProcessor):
             from spanstamp.integrations.openai import take_user_ids
 
             take_user_ids(self)
+        # Nothing to add, keep or track per span: stamp straight from the Context.
+        self._direct = not self._more and self._guarded is None and self._open is None
 
     @staticmethod
     def _known(names: Iterable[str]) -> tuple[str, ...]:
@@ -226,6 +231,26 @@ class SessionSpanProcessor(SpanProcessor):
         try:
             current = get_current()
             watch = self._watch
+            if parent_context is None and self._direct:
+                # The usual case: stamp straight from the current Context, each value as
+                # collect(keys, None, current) would take it and in its order, without
+                # building a dict. Most spans find none of the keys, which the set
+                # operation tells at C speed; an empty Context (a root span's) skips even that.
+                if current and not watch.isdisjoint(current):
+                    keys = self._key_set
+                    named = False
+                    for key, value in current.items():
+                        if key in keys:
+                            if type(value) is not str or not value:
+                                value = stampable(key, value)
+                                if value is None:
+                                    continue
+                            span.set_attribute(key, value)
+                        elif key in _FROM_METADATA:
+                            named = True
+                    if named:
+                        self._stamp_named(span, current)
+                return  # this mode has no downstream to call
             # The common case, no scope anywhere, must cost next to nothing.
             if watch.isdisjoint(current) and (parent_context is None or watch.isdisjoint(parent_context)):
                 found = None
@@ -246,6 +271,13 @@ class SessionSpanProcessor(SpanProcessor):
             self._report_failure()
         if self._downstream is not None:
             self._downstream.on_start(span, parent_context=parent_context)
+
+    def _stamp_named(self, span: Span, current: Context) -> None:
+        # Ids a scope's metadata names come last and only where no scope set the key,
+        # exactly as collect() orders them: whatever the loop above left out.
+        for key, value in collect(self._key_set, None, current).items():
+            if key in attr.FROM_METADATA.values() and stampable(key, current.get(key)) is None:
+                span.set_attribute(key, value)
 
     def _guard(self, span: Span, found: dict[str, AttributeValue]) -> None:
         guarded = self._guarded

@@ -294,8 +294,12 @@ class Scope:
         static: _Values = {}
         dynamic: list[tuple[_Apply, Any]] = []
         from_call = False
-        for index, value in enumerate(values):
-            if value is None:  # most arguments are left out: skip them first
+        index = -1
+        for value in values:
+            # A counter, not enumerate(): most arguments are None, and skipping them
+            # is most of the loop's work.
+            index += 1
+            if value is None:
                 continue
             field, where = fields[index]
             if field.requires is not None and not any(given is field.requires for given, _, _ in plan):
