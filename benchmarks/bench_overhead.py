@@ -40,7 +40,7 @@ from opentelemetry.context import Context, attach, detach
 from opentelemetry.processor.baggage import ALLOW_ALL_BAGGAGE_KEYS, BaggageSpanProcessor
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Tracer, set_span_in_context
 
 import spanstamp
 
@@ -146,6 +146,17 @@ def oi_scope_batch() -> Batch:
     return run
 
 
+def reused_scope_batch(scope: AbstractContextManager[Any]) -> Batch:
+    """Enter and exit one scope object built beforehand: the Context work alone."""
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            with scope:
+                pass
+
+    return run
+
+
 def call_batch(func: Callable[[], object]) -> Batch:
     def run(n: int) -> None:
         for _ in range(n):
@@ -194,6 +205,19 @@ def baggage_ids() -> Iterator[None]:
         detach(token)
 
 
+@contextmanager
+def parent_span() -> Iterator[None]:
+    """A sampled parent span in the Context and nothing else: where most child spans start."""
+    parent = SpanContext(
+        trace_id=0x5CA1AB1E, span_id=0xB0B, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    token = attach(set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        yield
+    finally:
+        detach(token)
+
+
 @dataclass
 class Case:
     name: str
@@ -222,6 +246,18 @@ def build_cases() -> list[Case]:
             span_batch(make_tracer(spanstamp.SessionSpanProcessor())),
         ),
         Case(
+            "noop_child",
+            "+ a no-op SpanProcessor, child of a parent span",
+            span_batch(make_tracer(NoOpProcessor())),
+            parent_span,
+        ),
+        Case(
+            "stamp_empty_child",
+            "+ SessionSpanProcessor, child of a parent span, no scope",
+            span_batch(make_tracer(spanstamp.SessionSpanProcessor())),
+            parent_span,
+        ),
+        Case(
             "baggage",
             "+ BaggageSpanProcessor(ALLOW_ALL), 2 baggage keys",
             span_batch(make_tracer(BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS))),
@@ -235,6 +271,16 @@ def build_cases() -> list[Case]:
         ),
         Case("scope_enter_exit", "with spanstamp.using_attributes(...): pass", spanstamp_scope_batch()),
         Case("oi_scope_enter_exit", "with openinference using_attributes(...): pass", oi_scope_batch()),
+        Case(
+            "scope_reused",
+            "with scope: pass, one spanstamp scope built beforehand",
+            reused_scope_batch(spanstamp.using_attributes(session_id=SESSION_ID, user_id=USER_ID)),
+        ),
+        Case(
+            "oi_scope_reused",
+            "with scope: pass, one openinference scope built beforehand",
+            reused_scope_batch(oi.using_attributes(session_id=SESSION_ID, user_id=USER_ID)),
+        ),
         Case("decorated_call", "call via @spanstamp.using_session", call_batch(decorated)),
         Case("oi_decorated_call", "call via @openinference using_session", call_batch(oi_decorated)),
         Case("plain_call", "undecorated call", call_batch(plain)),
@@ -346,6 +392,9 @@ def compute_ratios(cases: dict[str, Case]) -> list[Ratio]:
     def empty_cost(r: dict[str, float]) -> float:
         return r["stamp_empty"] - r["noop_processor"]
 
+    def empty_child_cost(r: dict[str, float]) -> float:
+        return r["stamp_empty_child"] - r["noop_child"]
+
     specs: list[
         tuple[str, str, Callable[[dict[str, float]], float], Callable[[dict[str, float]], float], float | None]
     ] = [
@@ -357,11 +406,14 @@ def compute_ratios(cases: dict[str, Case]) -> list[Ratio]:
             1.3,
         ),
         ("stamping_vs_baggage", "(stamp_ids-bare) / (baggage-bare)", stamping, baggage_cost, 0.75),
+        # "At most 2.5 % of a bare span": the bare span is the denominator, for a root
+        # span (an empty Context) and for a child span (a parent span in the Context).
+        ("empty_vs_bare", "(stamp_empty-noop_processor) / bare", empty_cost, lambda r: r["bare"], 0.025),
         (
-            "empty_vs_noop_processor",
-            "(stamp_empty-noop_processor) / noop_processor",
-            empty_cost,
-            lambda r: r["noop_processor"],
+            "empty_child_vs_bare",
+            "(stamp_empty_child-noop_child) / bare",
+            empty_child_cost,
+            lambda r: r["bare"],
             0.025,
         ),
         (
@@ -370,6 +422,13 @@ def compute_ratios(cases: dict[str, Case]) -> list[Ratio]:
             lambda r: r["scope_enter_exit"],
             lambda r: r["oi_scope_enter_exit"],
             0.9,
+        ),
+        (
+            "reused_scope_vs_openinference",
+            "scope_reused / oi_scope_reused",
+            lambda r: r["scope_reused"],
+            lambda r: r["oi_scope_reused"],
+            None,
         ),
         (
             "decorated_vs_openinference",

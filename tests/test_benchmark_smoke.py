@@ -15,10 +15,14 @@ CASES = (
     "sdk_two_attrs",
     "stamp_ids",
     "stamp_empty",
+    "noop_child",
+    "stamp_empty_child",
     "baggage",
     "openinference_way",
     "scope_enter_exit",
     "oi_scope_enter_exit",
+    "scope_reused",
+    "oi_scope_reused",
     "decorated_call",
     "oi_decorated_call",
     "plain_call",
@@ -27,8 +31,10 @@ CASES = (
 RATIOS = (
     "stamping_vs_unavoidable",
     "stamping_vs_baggage",
-    "empty_vs_noop_processor",
+    "empty_vs_bare",
+    "empty_child_vs_bare",
     "scope_vs_openinference",
+    "reused_scope_vs_openinference",
     "decorated_vs_openinference",
 )
 

@@ -13,19 +13,17 @@ from collections.abc import Iterable
 from typing import Final
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import privacy, propagation, rules
+from spanstamp._runtime import get_current
 from spanstamp.context import collect, stampable
 from spanstamp.privacy import _Pseudonymizer
 from spanstamp.scopes import add_entered_hook
-
-# The private keys of ids a scope's metadata names, looked up per foreign key on the hot path.
-_FROM_METADATA: Final = attr.FROM_METADATA
 
 # Guarding spans whose ids may be evicted keeps one small dict per stamped span
 # until it ends; spans that never end must not grow it without bound.
@@ -234,20 +232,23 @@ class SessionSpanProcessor(SpanProcessor):
             if parent_context is None and self._direct:
                 # The usual case: stamp straight from the current Context, each value as
                 # collect(keys, None, current) would take it and in its order, without
-                # building a dict. Most spans find none of the keys, which the set
-                # operation tells at C speed; an empty Context (a root span's) skips even that.
-                if current and not watch.isdisjoint(current):
+                # building a dict. A Context holds a handful of keys, so one pass over
+                # them also tells most spans, which find none, that there is nothing to
+                # do; an empty Context (a root span's) skips even that.
+                if current:
                     keys = self._key_set
                     named = False
-                    for key, value in current.items():
-                        if key in keys:
+                    for key in current:  # keys only: most are not ours, and need no value
+                        if key in watch:
+                            if key not in keys:  # an id a scope's metadata names
+                                named = True
+                                continue
+                            value = current[key]
                             if type(value) is not str or not value:
                                 value = stampable(key, value)
                                 if value is None:
                                     continue
                             span.set_attribute(key, value)
-                        elif key in _FROM_METADATA:
-                            named = True
                     if named:
                         self._stamp_named(span, current)
                 return  # this mode has no downstream to call

@@ -27,10 +27,11 @@ from typing import Any, Final, TypeVar, cast
 
 import wrapt
 from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
-from opentelemetry.context import Context, attach, detach, get_current
+from opentelemetry.context import Context
 
 from spanstamp import attributes as attr
 from spanstamp import propagation, rules
+from spanstamp._runtime import attach, detach, get_current
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -380,7 +381,7 @@ class Scope:
             _run_entered_hooks()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if not (self._static or self._dynamic):
             return
         entry = get_current().get(_ENTRY_KEY)
@@ -396,8 +397,8 @@ class Scope:
     async def __aenter__(self) -> Scope:
         return self.__enter__()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.__exit__(*exc_info)
+    async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self.__exit__(exc_type, exc, traceback)
 
     # --- decorator ---
 
