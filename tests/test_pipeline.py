@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -255,6 +255,59 @@ def test_configure_without_set_global_leaves_the_global_provider_alone() -> None
         assert trace.get_tracer_provider() is not provider
     finally:
         provider.shutdown()
+
+
+# --- The SDK's attribute length limit against the id cap ----------------------------------
+
+
+def test_install_warns_when_the_sdk_would_cut_ids_the_cap_lets_through(caplog: pytest.LogCaptureFixture) -> None:
+    long_id = "s" * 40  # within the id cap of 256, over the limit of 16
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attribute_length=16))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with caplog.at_level(logging.WARNING, logger="spanstamp"):
+        spanstamp.install(provider)
+    (message,) = _spanstamp_warnings(caplog)
+    assert "install(): this provider cuts span attribute values at 16 characters" in message
+    assert "below the id cap of 256" in message
+    assert "SPANSTAMP_MAX_ID_LENGTH" in message
+    # What the warning is about: the SDK really cuts the id.
+    with using_session(long_id):
+        provider.get_tracer("t").start_span("work").end()
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["session.id"] == long_id[:16]
+
+
+def test_a_limit_at_or_above_the_cap_is_fine(caplog: pytest.LogCaptureFixture) -> None:
+    for limit in (256, 4096):
+        provider = TracerProvider(span_limits=SpanLimits(max_span_attribute_length=limit))
+        with caplog.at_level(logging.WARNING, logger="spanstamp"):
+            spanstamp.install(provider)
+    rules.configure_rules(max_id_length=16)
+    try:
+        with caplog.at_level(logging.WARNING, logger="spanstamp"):
+            spanstamp.install(TracerProvider(span_limits=SpanLimits(max_span_attribute_length=16)))
+    finally:
+        rules.configure_rules(max_id_length=rules.DEFAULT_MAX_ID_LENGTH)
+    assert _spanstamp_warnings(caplog) == []
+
+
+def test_the_length_limit_check_raises_in_strict_mode() -> None:
+    rules.configure_rules(strict=True)
+    with pytest.raises(ValueError, match=r"cuts span attribute values at 100 characters"):
+        spanstamp.install(TracerProvider(span_limits=SpanLimits(max_span_attribute_length=100)))
+
+
+def test_configure_reads_the_limit_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "64")
+    with caplog.at_level(logging.WARNING, logger="spanstamp"):
+        provider = spanstamp.configure(exporter=InMemorySpanExporter(), batch=False, set_global=False)
+    provider.shutdown()
+    (message,) = _spanstamp_warnings(caplog)
+    assert message.startswith("configure(): this provider cuts span attribute values at 64 characters")
 
 
 # --- configure(set_global=True): in a fresh process --------------------------------------

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from opentelemetry import trace
@@ -156,3 +160,41 @@ def test_every_way_of_stamping_takes_the_same_values_as_get_attributes_from_cont
         assert type(attrs["llm.prompt_template.version"]) is str
         if span.name != "fast-parent":  # without a parent context, also in collect()'s order
             assert list(attrs) == list(expected), span.name
+
+
+def test_with_a_parent_context_attributes_come_in_the_same_order_in_every_process() -> None:
+    # The order of a span's attributes must not depend on PYTHONHASHSEED (sets would).
+    script = textwrap.dedent(
+        """
+        from opentelemetry.context import Context
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import spanstamp
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        spanstamp.install(provider)
+        with spanstamp.using_attributes(
+            session_id="s", user_id="u", metadata={"k": 1}, tags=["t"],
+            prompt_template="T", prompt_template_version="v", prompt_template_variables={"x": 1},
+        ):
+            provider.get_tracer("t").start_span("span", context=Context()).end()
+        (span,) = exporter.get_finished_spans()
+        print(",".join(span.attributes))
+        """
+    )
+    orders = set()
+    for seed in ("0", "1", "2", "3", "4", "5"):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        orders.add(done.stdout.strip())
+    assert orders == {",".join(spanstamp.attributes.CONTEXT_ATTRIBUTES)}

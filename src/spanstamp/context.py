@@ -22,6 +22,9 @@ from spanstamp.rules import coerce_id
 _ALL: Final = frozenset(attr.CONTEXT_ATTRIBUTES)
 _SESSION: Final = frozenset({attr.SESSION_ID})
 _USER: Final = frozenset({attr.USER_ID})
+# With a parent context, keys are probed in this fixed order (not a set's, which changes
+# with PYTHONHASHSEED), so spans list their attributes the same way in every process.
+_PARENT_ORDER: Final = (*attr.CONTEXT_ATTRIBUTES, *attr.FROM_METADATA)
 
 
 def collect(keys: Collection[str], parent: Context | None, current: Context) -> dict[str, AttributeValue]:
@@ -41,7 +44,7 @@ def collect(keys: Collection[str], parent: Context | None, current: Context) -> 
         pairs: Iterable[tuple[str, object]] = current.items()
     else:
         pairs = []
-        for key in (*keys, *attr.FROM_METADATA):
+        for key in _PARENT_ORDER:
             value = parent.get(key)
             pairs.append((key, current.get(key) if value is None else value))
     for key, value in pairs:

@@ -86,7 +86,8 @@ def install(tracer_provider: Any = None, **options: Unpack[ProcessorOptions]) ->
         if not _add(provider, processor):
             return processor
         _installed[provider] = processor
-        return processor
+    _check_value_length(provider, "install()")
+    return processor
 
 
 def _reject_provider(provider: object) -> None:
@@ -135,6 +136,23 @@ def _add(provider: TracerProvider, processor: SessionSpanProcessor) -> bool:
         )
         return False
     return True
+
+
+def _check_value_length(provider: TracerProvider, where: str) -> None:
+    # The SDK cuts string attributes at this length, ids included, and a cut id can
+    # merge two sessions: what the id cap refuses to do, the limit must not do either.
+    # The SDK keeps a provider's limits private; without them there is nothing to compare.
+    limit = getattr(getattr(provider, "_span_limits", None), "max_span_attribute_length", None)
+    cap = rules.max_id_length()
+    if isinstance(limit, int) and limit < cap:
+        rules.reject(
+            where,
+            f"this provider cuts span attribute values at {limit} characters "
+            "(OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT or OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT), "
+            f"below the id cap of {cap}, so a longer id would be cut and could merge two sessions; "
+            f"raise the limit, or lower the cap to {limit} (SPANSTAMP_MAX_ID_LENGTH)",
+            outcome="ids longer than the limit will be cut",
+        )
 
 
 def _check_pool_threads() -> None:
@@ -232,6 +250,7 @@ def configure(
     provider.add_span_processor(processor)
     with _install_lock:
         _installed[provider] = processor
+    _check_value_length(provider, "configure()")
     if set_global:
         _set_global(provider)
     return provider
