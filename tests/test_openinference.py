@@ -6,6 +6,7 @@ import json
 
 import openinference.instrumentation as oi
 from openinference.instrumentation import OITracer, TraceConfig
+from opentelemetry.context import get_current
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -99,7 +100,25 @@ def test_metadata_and_tags_merge_across_the_two_libraries() -> None:
         with spanstamp.using_metadata({"from": "ours"}), spanstamp.using_tags(["ours", "oi"]):
             attrs = spanstamp.get_attributes_from_context()
     assert json.loads(str(attrs["metadata"])) == {"from": "ours", "a": 1}
-    assert attrs["tag.tags"] == ("oi", "ours")
+    assert attrs["tag.tags"] == ["oi", "ours"]  # a list of str, OpenInference's own shape
+
+
+def test_an_inner_openinference_scope_replaces_metadata_and_tags() -> None:
+    # OpenInference does not merge; the README says so.
+    with spanstamp.using_metadata({"from": "ours", "a": 1}), spanstamp.using_tags(["ours"]):
+        with oi.using_metadata({"from": "oi"}), oi.using_tags(["oi"]):
+            attrs = spanstamp.get_attributes_from_context()
+    assert json.loads(str(attrs["metadata"])) == {"from": "oi"}
+    assert attrs["tag.tags"] == ["oi"]
+
+
+def test_tags_have_the_same_shape_in_the_context_as_openinference_gives_them() -> None:
+    with oi.using_tags(["a"]):
+        theirs = get_current()["tag.tags"]
+    with spanstamp.using_tags(["a"]):
+        ours = get_current()["tag.tags"]
+    assert type(ours) is type(theirs) is list
+    assert ours == theirs
 
 
 def test_exiting_ours_restores_openinference_values_and_back() -> None:

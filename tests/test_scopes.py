@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 from opentelemetry.context import get_current
 
 import spanstamp
@@ -89,7 +92,7 @@ def test_metadata_merges_key_by_key_inner_wins() -> None:
 
 def test_tags_accumulate_deduplicated_in_first_seen_order() -> None:
     with using_tags(["a", "b"]), using_tags(["c", "a"]), using_attributes(tags=["d", "b"]):
-        assert get_attributes_from_context()["tag.tags"] == ("a", "b", "c", "d")
+        assert get_attributes_from_context()["tag.tags"] == ["a", "b", "c", "d"]
 
 
 def test_inner_prompt_template_replaces_the_outer_one_whole() -> None:
@@ -352,6 +355,118 @@ def test_decorated_methods_classmethods_and_staticmethods() -> None:
     assert str(inspect.signature(bot.reply)) == "(text: 'str') -> 'tuple[str, str | None]'"
 
 
+def test_decorators_on_async_generator_and_async_generator_methods() -> None:
+    class Bot:
+        @using_session(from_arg("conversation"))
+        async def answer(self, conversation: str) -> str | None:
+            await asyncio.sleep(0)
+            return current_session_id()
+
+        @using_session(from_arg("conversation"))
+        def words(self, conversation: str) -> Iterator[str | None]:
+            yield current_session_id()
+            yield current_session_id()
+
+        @using_session(from_arg("conversation"))
+        async def stream(self, conversation: str) -> AsyncIterator[str | None]:
+            yield current_session_id()
+            await asyncio.sleep(0)
+            yield current_session_id()
+
+    bot = Bot()
+
+    async def main() -> tuple[str | None, list[str | None]]:
+        return await bot.answer("c-async"), [s async for s in bot.stream("c-agen")]
+
+    assert asyncio.run(main()) == ("c-async", ["c-agen", "c-agen"])
+    assert list(bot.words("c-gen")) == ["c-gen", "c-gen"]
+    assert list(Bot.words(bot, conversation="c-kw")) == ["c-kw", "c-kw"]
+    assert inspect.iscoroutinefunction(bot.answer)
+    assert inspect.isgeneratorfunction(bot.words)
+    assert inspect.isasyncgenfunction(bot.stream)
+
+
+def test_from_arg_on_a_bound_method_reads_the_named_argument() -> None:
+    class Bot:
+        def reply(self, text: str, conversation: str) -> tuple[str, str | None]:
+            return text, current_session_id()
+
+    bot = Bot()
+    reply = using_session(from_arg("conversation"))(bot.reply)
+    assert reply("hi", "c-1") == ("hi", "c-1")
+    assert reply("hi", conversation="c-2") == ("hi", "c-2")
+    text_as_session = using_session(from_arg("text"))(bot.reply)
+    assert text_as_session("t-1", "c-3") == ("t-1", "t-1")
+
+
+def test_a_scope_written_above_classmethod_or_staticmethod() -> None:
+    class Bot:
+        @using_session("cls")
+        @classmethod
+        async def answer(cls) -> str | None:
+            await asyncio.sleep(0)
+            return current_session_id()
+
+        @using_session("cls-gen")
+        @classmethod
+        def words(cls) -> Iterator[str | None]:
+            yield current_session_id()
+
+        @using_session("static")
+        @staticmethod
+        async def static_answer() -> str | None:
+            await asyncio.sleep(0)
+            return current_session_id()
+
+        @using_session(from_arg("conversation"))
+        @classmethod
+        def pick(cls, conversation: str) -> tuple[type, str | None]:
+            return cls, current_session_id()
+
+    assert asyncio.run(Bot.answer()) == "cls"
+    assert list(Bot.words()) == ["cls-gen"]
+    assert asyncio.run(Bot.static_answer()) == "static"
+    assert asyncio.run(Bot().static_answer()) == "static"
+    assert Bot.pick("c-1") == (Bot, "c-1")
+    assert Bot().pick(conversation="c-2") == (Bot, "c-2")
+    assert inspect.iscoroutinefunction(Bot.answer)
+    assert inspect.isgeneratorfunction(Bot.words)
+    assert str(inspect.signature(Bot.pick)) == "(conversation: 'str') -> 'tuple[type, str | None]'"
+
+
+def test_leaving_restores_the_outer_values_when_the_body_left_a_context_of_its_own() -> None:
+    # A body that attaches a Context built from scratch (as attach(extract(headers))
+    # does) and never detaches it: leaving still restores what was there before.
+    before = get_current()
+    with using_session("outer"):
+        with using_session("inner"):
+            otel_context.attach(propagate.extract({}))
+            assert current_session_id() is None
+        assert current_session_id() == "outer"
+    assert get_current() is before
+
+
+def test_a_scope_shared_by_threads_exits_in_each_its_own_entry() -> None:
+    scope = using_session("shared")
+    entered = threading.Barrier(2)
+    seen: list[str | None] = []
+
+    def work() -> None:
+        before = get_current()
+        with scope:
+            entered.wait(timeout=10)
+            seen.append(current_session_id())
+            entered.wait(timeout=10)
+        seen.append("restored" if get_current() is before else "leaked")
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(map(str, seen)) == ["restored", "restored", "shared", "shared"]
+
+
 # --- ids from the call ---------------------------------------------------------------
 
 
@@ -458,6 +573,6 @@ def test_stacked_decorators_on_generators_keep_every_scope() -> None:
 
     with spanstamp.using_tags(["outer"]):
         (seen,) = list(stream("s-1", "u-1"))
-    assert seen == {"session.id": "s-1", "user.id": "u-1", "tag.tags": ("outer", "stream")}
+    assert seen == {"session.id": "s-1", "user.id": "u-1", "tag.tags": ["outer", "stream"]}
     assert asyncio.run(first_async()) == {"session.id": "s-2", "user.id": "u-2"}
     assert spanstamp.get_attributes_from_context() == {}

@@ -37,10 +37,18 @@ get_current: Callable[[], Context]
 attach: Callable[[Context], Token[Context]]
 detach: Callable[[Token[Context]], None]
 
+try_detach: Callable[[Token[Context]], bool]
+
 if _VARIABLE is None:
     get_current = _api.get_current
     attach = _api.attach
     detach = _api.detach
+
+    def try_detach(token: Token[Context]) -> bool:
+        """Restore what ``token`` replaced (a failure is the runtime context's to report)."""
+        _api.detach(token)
+        return True
+
 else:
     get_current = _VARIABLE.get
     attach = _VARIABLE.set
@@ -53,6 +61,14 @@ else:
         except Exception:  # a token from another context, or used twice
             # The API's own detach fails the same way and reports it as it always does.
             _api.detach(token)
+
+    def try_detach(token: Token[Context]) -> bool:
+        """Restore what ``token`` replaced if it was made in this context; else quietly ``False``."""
+        try:
+            _reset(token)
+        except (ValueError, RuntimeError):  # another thread's or task's token, or used already
+            return False
+        return True
 
 
 def is_direct() -> bool:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -25,9 +27,15 @@ DEFAULT_MAX_ID_LENGTH: Final = 256
 STRICT_ENV: Final = "SPANSTAMP_STRICT"
 MAX_ID_LENGTH_ENV: Final = "SPANSTAMP_MAX_ID_LENGTH"
 
-# One warning per distinct problem per interval: a bad header on every request
-# must not flood the application's logs.
+# One warning per argument and kind of problem per interval: a bad header on every
+# request must not flood the application's logs.
 _WARN_INTERVAL_S: Final = 60.0
+# The limiter forgets its oldest entries beyond this many: a process that meets many
+# kinds of problem must not grow it without bound.
+_MAX_WARNED: Final = 4096
+# Sizes in a problem ("a str of 300 characters") are masked in the limiter's key, so
+# values of every length count as one kind of problem.
+_SIZES: Final = re.compile(r"\d+")
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
@@ -44,8 +52,49 @@ class JsonObject:
 
 
 def dumps(data: Mapping[str, Any]) -> str:
-    """Encode a mapping the way OpenInference stores metadata and prompt variables."""
-    return json.dumps(data, default=str, ensure_ascii=False)
+    """Encode a mapping the way OpenInference stores metadata and prompt variables, as strict JSON.
+
+    dumps({"n": float("nan")})  # -> '{"n": "nan"}', never the invalid '{"n": NaN}'
+    """
+    try:
+        return json.dumps(data, default=str, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        # NaN or infinity (or a nested key JSON cannot encode), e.g. in metadata another
+        # library wrote and a merge decoded: the slow path makes every value safe.
+        return json.dumps(_json_safe(data, set()), ensure_ascii=False, allow_nan=False)
+
+
+def _json_safe(value: object, path: set[int]) -> Any:
+    """A plain copy of ``value`` for JSON: values JSON cannot encode go through ``str``.
+
+    Non-finite floats become "nan", "inf" or "-inf"; ``path`` holds the containers above::
+
+        _json_safe({"n": float("inf"), "k": {(1, 2): {3}}}, set())  # -> {"n": "inf", "k": {"(1, 2)": "{3}"}}
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    # The base classes' methods, not str() or float(): a subclass may override those.
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        # JSON has no NaN or infinity: json writes NaN, which strict parsers refuse.
+        return float.__float__(value) if math.isfinite(value) else float.__repr__(value)
+    if not isinstance(value, (dict, list, tuple)):
+        return str(value)
+    if id(value) in path:
+        raise ValueError("circular reference")
+    path.add(id(value))
+    if isinstance(value, dict):
+        copy: Any = {
+            str.__str__(key) if isinstance(key, str) else str(key): _json_safe(item, path)
+            for key, item in value.items()
+        }
+    else:
+        copy = [_json_safe(item, path) for item in value]
+    path.discard(id(value))
+    return copy
 
 
 class _Settings:
@@ -57,7 +106,7 @@ class _Settings:
 
 
 _settings: Final = _Settings()
-_warned: dict[str, tuple[float, int]] = {}
+_warned: dict[tuple[str, str], tuple[float, int]] = {}
 _warned_lock: Final = threading.Lock()
 
 
@@ -155,14 +204,19 @@ def reject(
     """
     if _settings.strict:
         raise error(f"{where}: {problem}")
-    message = f"{where}: {problem}; {outcome}"
+    key = (where, _SIZES.sub("#", problem))
     now = time.monotonic()
     with _warned_lock:
-        last, suppressed = _warned.get(message, (None, 0))
+        last, suppressed = _warned.get(key, (None, 0))
         if last is not None and now - last < _WARN_INTERVAL_S:
-            _warned[message] = (last, suppressed + 1)
+            _warned[key] = (last, suppressed + 1)
             return
-        _warned[message] = (now, 0)
+        # Moved to the end, so the dict runs from the oldest warning to the newest.
+        _warned.pop(key, None)
+        if len(_warned) >= _MAX_WARNED:
+            del _warned[next(iter(_warned))]
+        _warned[key] = (now, 0)
+    message = f"{where}: {problem}; {outcome}"
     if suppressed:
         message += f" ({suppressed} more like this in the last {_WARN_INTERVAL_S:.0f} s)"
     logger.warning(message)
@@ -191,7 +245,12 @@ def check_id(value: object, where: str) -> str | None:
     elif value is None:
         return None
     elif isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
+        decimal = _decimal(value)
+        if decimal is None:
+            # Only the size is named: the value is an id, and str() of it is what failed.
+            _reject_long_id(where, f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits")
+            return None
+        text = decimal
     elif isinstance(value, str):  # a str subclass: keep its text, drop the subclass
         text = str.strip(value)
     else:
@@ -201,13 +260,31 @@ def check_id(value: object, where: str) -> str | None:
         reject(where, "got an empty or blank str")
         return None
     if len(text) > _settings.max_id_length:
-        reject(
-            where,
-            f"got {describe(text)}, over the cap of {_settings.max_id_length} "
-            "(ids are not truncated: a cut id could merge two sessions)",
-        )
+        _reject_long_id(where, describe(text))
         return None
     return text
+
+
+def _reject_long_id(where: str, what: str) -> None:
+    """Reject an id over the cap; ``what`` names its type and size."""
+    reject(
+        where,
+        f"got {what}, over the cap of {_settings.max_id_length} "
+        "(ids are not truncated: a cut id could merge two sessions)",
+    )
+
+
+def _decimal(value: int) -> str | None:
+    """An int as decimal text, or ``None`` when it has too many digits to convert.
+
+    _decimal(10**5000)  # -> None: over Python's int max str digits, far over any id cap
+    """
+    try:
+        # int.__repr__, not str(): a subclass's __str__ may raise or say anything
+        # else (an IntEnum member is "Color.RED" on Python 3.10).
+        return int.__repr__(value)
+    except ValueError:
+        return None
 
 
 def coerce_id(value: object) -> str | None:
@@ -218,19 +295,21 @@ def coerce_id(value: object) -> str | None:
         coerce_id(42)  # -> "42"; coerce_id(True) -> None; coerce_id("  ") -> None
     """
     if isinstance(value, str):
-        text = value.strip()
-        return text if 0 < len(text) <= _settings.max_id_length else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+        text = str.strip(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = _decimal(value) or ""
+    else:
+        return None
+    return text if 0 < len(text) <= _settings.max_id_length else None
 
 
-def check_tags(value: object, where: str) -> tuple[str, ...] | None:
+def check_tags(value: object, where: str) -> list[str] | None:
     """Tags: a list (or tuple, set) of non-empty str; bad entries are left out one by one.
 
+    A new list (OpenInference keeps tags as a list), deduplicated in first-seen order.
     An empty collection, like ``None``, means "no tags here"::
 
-        check_tags(["beta", " ", "beta"], "using_tags(tags)")  # -> ("beta",) and one warning
+        check_tags(["beta", " ", "beta"], "using_tags(tags)")  # -> ["beta"] and one warning
     """
     if value is None:
         return None
@@ -245,14 +324,15 @@ def check_tags(value: object, where: str) -> tuple[str, ...] | None:
             reject(where, "got an empty or blank tag")
         else:
             tags[tag.strip()] = None
-    return tuple(tags) or None
+    return list(tags) or None
 
 
 def check_mapping(value: object, where: str) -> JsonObject | None:
     """Metadata or prompt variables: a mapping with str keys, made JSON-safe.
 
     Entries with a non-str key are left out one by one; values that JSON cannot
-    encode go through ``str``. An empty mapping, like ``None``, means "nothing here"::
+    encode (nested non-str keys, NaN and infinity too) go through ``str``. An empty
+    mapping, like ``None``, means "nothing here"::
 
         check_mapping({"tier": "pro", "when": date.today()}, "using_metadata(metadata)")
     """
@@ -261,8 +341,13 @@ def check_mapping(value: object, where: str) -> JsonObject | None:
     if not isinstance(value, Mapping):
         reject(where, f"expected a mapping with str keys, got {describe(value)}", TypeError)
         return None
+    try:
+        items = list(value.items())
+    except Exception as exc:  # a user's Mapping whose items() fails: it must not crash the app
+        reject(where, f"cannot be read ({type(exc).__name__})")
+        return None
     data: dict[str, Any] = {}
-    for key, item in value.items():
+    for key, item in items:
         if isinstance(key, str):
             data[key] = item
         else:
@@ -270,13 +355,12 @@ def check_mapping(value: object, where: str) -> JsonObject | None:
     if not data:
         return None
     try:
-        # A round trip through JSON gives a plain copy that later mutation of the
-        # caller's dict cannot reach, and that merges and encodes without surprises.
-        safe = json.loads(dumps(data))
-    except (TypeError, ValueError) as exc:  # circular reference, a non-str nested key
+        # A plain copy that later mutation of the caller's dict cannot reach, and that
+        # merges and encodes without surprises.
+        return JsonObject(_json_safe(data, set()))
+    except Exception as exc:  # a circular reference, nesting too deep, a str() that raises...
         reject(where, f"cannot be encoded as JSON ({type(exc).__name__})")
         return None
-    return JsonObject(safe)
 
 
 def check_template(value: object, where: str) -> str | None:

@@ -31,7 +31,7 @@ from opentelemetry.context import Context
 
 from spanstamp import attributes as attr
 from spanstamp import propagation, rules
-from spanstamp._runtime import attach, detach, get_current
+from spanstamp._runtime import attach, detach, get_current, try_detach
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +63,7 @@ def _add_tags(changes: _Values, outer: Context, value: Any) -> None:
     # Nested tags accumulate: outer first, deduplicated, in first-seen order.
     outer_tags = outer.get(attr.TAG_TAGS)
     if isinstance(outer_tags, (list, tuple)) and outer_tags:
-        value = tuple(dict.fromkeys([*(t for t in outer_tags if isinstance(t, str)), *value]))
+        value = list(dict.fromkeys([*(t for t in outer_tags if isinstance(t, str)), *value]))
     changes[attr.TAG_TAGS] = value
 
 
@@ -90,7 +90,7 @@ def _outer_mapping(outer: object) -> dict[str, Any]:
     if isinstance(outer, str):
         try:
             decoded = json.loads(outer)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
             return {}
         return decoded if isinstance(decoded, dict) else {}
     return {}
@@ -177,19 +177,22 @@ _MISSING: Final = object()
 class _ArgReader:
     """Reads one argument of a call, found once in the decorated function's signature."""
 
-    __slots__ = ("default", "get", "name", "position")
+    __slots__ = ("bound", "default", "get", "name", "position")
 
-    def __init__(self, spec: from_arg, position: int | None, default: object) -> None:
+    def __init__(self, spec: from_arg, position: int | None, default: object, bound: bool = False) -> None:
         self.name = spec.name
         self.get = spec.get
         self.position = position
         self.default = default
+        # A bound method's signature already leaves out self/cls.
+        self.bound = bound
 
     def read(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
         value = kwargs.get(self.name, _MISSING)
         if value is _MISSING and self.position is not None:
-            # wrapt hands methods their args without self/cls: shift by one.
-            index = self.position - (instance is not None)
+            # wrapt hands a method called on its instance or class its args without
+            # self/cls, which its signature counts: shift by one.
+            index = self.position - (instance is not None and not self.bound)
             value = args[index] if 0 <= index < len(args) else _MISSING
         if value is _MISSING:
             value = self.default
@@ -213,7 +216,7 @@ def _arg_reader(spec: from_arg, func: Callable[..., Any], where: str) -> _ArgRea
     positional = param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD)
     position = list(parameters).index(spec.name) if positional else None
     default = _MISSING if param.default is param.empty else param.default
-    return _ArgReader(spec, position, default)
+    return _ArgReader(spec, position, default, bound=inspect.ismethod(func))
 
 
 # --- Entering: attach, then tell whoever stamps the enclosing spans ------------------
@@ -254,6 +257,24 @@ def _run_entered_hooks() -> None:
 
 # --- The scope -----------------------------------------------------------------------
 
+
+def _left_in(current: Context, token: Token[Context]) -> bool:
+    """Whether ``current`` is a Context the body left behind, not one from before the entry.
+
+    An outer scope left first has already restored a Context from before ours (one of
+    the outer contexts our entry chain leads to): then there is nothing to undo.
+    """
+    outer = token.old_value
+    while isinstance(outer, Context):
+        if outer is current:
+            return False
+        entry = outer.get(_ENTRY_KEY)
+        outer = entry[2] if type(entry) is list else None
+    # The chain ends at a Context without an entry, or where the variable had no value
+    # (Token.MISSING): a default Context the outer scopes' entries lead to was checked.
+    return True
+
+
 # The current context of an entered ``with`` scope holds its entry under this private
 # key: ``[scope, token, outer context]``. ``__exit__`` finds its own token there even when
 # one scope object is entered by many threads and tasks at once, or nested with itself.
@@ -273,7 +294,7 @@ class Scope:
             ...
     """
 
-    __slots__ = ("_dynamic", "_from_call", "_name", "_plan", "_propagate", "_static")
+    __slots__ = ("_dynamic", "_from_call", "_last", "_name", "_plan", "_propagate", "_static")
 
     def __init__(
         self,
@@ -325,6 +346,7 @@ class Scope:
         self._dynamic = dynamic
         self._from_call = from_call
         self._propagate = propagate
+        self._last: Token[Context] | None = None
 
     def __repr__(self) -> str:
         return f"<spanstamp {self._name} scope>"
@@ -376,7 +398,7 @@ class Scope:
         propagate = self._propagate
         if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
             context = self._baggage(context, changes)
-        entry[1] = attach(context)
+        entry[1] = self._last = attach(context)
         if _entered_hooks:
             _run_entered_hooks()
         return self
@@ -384,13 +406,22 @@ class Scope:
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if not (self._static or self._dynamic):
             return
-        entry = get_current().get(_ENTRY_KEY)
+        current = get_current()
+        entry = current.get(_ENTRY_KEY)
         while type(entry) is list and entry[0] is not self:
             entry = entry[2].get(_ENTRY_KEY)
         if type(entry) is list:
             # Resetting to the value before our entry also drops anything the body
             # attached and never detached.
-            detach(entry[1])
+            token = entry[1]
+            if self._last is token:
+                self._last = None  # holds the outer Context: not kept past the exit
+            detach(token)
+        elif (token := self._last) is not None and _left_in(current, token) and try_detach(token):
+            # The body attached a Context built from scratch (``attach(extract(headers))``)
+            # and left it there: our entry is not in it, but our last entry's token, made
+            # in this same context, restores the outer values all the same.
+            self._last = None
         else:
             rules.logger.debug("%r exited in a context it was not entered in", self)
 
@@ -404,6 +435,11 @@ class Scope:
 
     def __call__(self, func: F) -> F:
         """Run every call of ``func`` inside this scope (wrapt keeps its signature)."""
+        if isinstance(func, (classmethod, staticmethod)):
+            # Written above @classmethod / @staticmethod: scope the function inside, so
+            # that its kind (coroutine, generator) and signature are seen, and keep the
+            # descriptor around it.
+            return cast(F, type(func)(self(func.__func__)))
         readers = {
             id(value): _arg_reader(value, func, where) for _, where, value in self._plan if isinstance(value, from_arg)
         }
