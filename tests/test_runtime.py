@@ -89,6 +89,9 @@ def test_another_runtime_context_goes_through_the_public_functions() -> None:
             assert api.get_value("session.id") == "s-1"
             handle()
         assert api.get_value("session.id") is None
+        with spanstamp.using_session("outer"):
+            with spanstamp.using_session("inner"):
+                api.attach(Context())  # left attached: leaving must not raise
         (span,) = exporter.get_finished_spans()
         assert dict(span.attributes) == {"session.id": "s-1", "user.id": "u-1"}, span.attributes
         print("ok")

@@ -258,23 +258,6 @@ def _run_entered_hooks() -> None:
 # --- The scope -----------------------------------------------------------------------
 
 
-def _left_in(current: Context, token: Token[Context]) -> bool:
-    """Whether ``current`` is a Context the body left behind, not one from before the entry.
-
-    An outer scope left first has already restored a Context from before ours (one of
-    the outer contexts our entry chain leads to): then there is nothing to undo.
-    """
-    outer = token.old_value
-    while isinstance(outer, Context):
-        if outer is current:
-            return False
-        entry = outer.get(_ENTRY_KEY)
-        outer = entry[2] if type(entry) is list else None
-    # The chain ends at a Context without an entry, or where the variable had no value
-    # (Token.MISSING): a default Context the outer scopes' entries lead to was checked.
-    return True
-
-
 # The current context of an entered ``with`` scope holds its entry under this private
 # key: ``[scope, token, outer context]``. ``__exit__`` finds its own token there even when
 # one scope object is entered by many threads and tasks at once, or nested with itself.
@@ -282,6 +265,23 @@ _ENTRY_KEY: Final = "spanstamp.scope-entry"
 
 # Read on every entry: whether baggage may need writing or clearing at all.
 _propagation: Final = propagation._settings
+
+
+def _left_in(current: Context, token: Token[Context]) -> bool:
+    """Whether ``current`` is a Context the body left behind, not one from before the entry.
+
+    When an outer scope was left first, it already restored a Context from before ours:
+    one that our entry's outer contexts lead to. Then there is nothing to undo.
+    """
+    outer = getattr(token, "old_value", None)
+    if outer is None:  # not a ContextVar token (another runtime context): cannot tell
+        return False
+    while isinstance(outer, Context):
+        if outer is current:
+            return False
+        entry = outer.get(_ENTRY_KEY)
+        outer = entry[2] if type(entry) is list else None
+    return True
 
 
 class Scope:
