@@ -46,6 +46,16 @@ SESSION_FROM_METADATA: Final = "spanstamp.metadata.session.id"
 USER_FROM_METADATA: Final = "spanstamp.metadata.user.id"
 FROM_METADATA: Final = {SESSION_FROM_METADATA: SESSION_ID, USER_FROM_METADATA: USER_ID}
 
+# --- Turns (``task()``), feedback and the session lifecycle ---------------------------
+# OpenInference's names for what Phoenix shows of a span: its kind and its input/output.
+SPAN_KIND: Final = "openinference.span.kind"
+INPUT_VALUE: Final = "input.value"
+INPUT_MIME_TYPE: Final = "input.mime_type"
+OUTPUT_VALUE: Final = "output.value"
+OUTPUT_MIME_TYPE: Final = "output.mime_type"
+#: The id of a turn (phospho's task) on the span ``task()`` starts; feedback names it.
+TASK_ID: Final = "spanstamp.task.id"
+
 # Values under these keys are identifiers: a str on the span, never anything else.
 ID_ATTRIBUTES: Final = frozenset({SESSION_ID, USER_ID, PROMPT_TEMPLATE_VERSION})
 
@@ -53,13 +63,19 @@ __all__ = [
     "CONTEXT_ATTRIBUTES",
     "GEN_AI_CONVERSATION_ID",
     "ID_ATTRIBUTES",
+    "INPUT_MIME_TYPE",
+    "INPUT_VALUE",
     "METADATA",
     "METADATA_SESSION_KEYS",
     "METADATA_USER_KEYS",
+    "OUTPUT_MIME_TYPE",
+    "OUTPUT_VALUE",
     "PROMPT_TEMPLATE",
     "PROMPT_TEMPLATE_VARIABLES",
     "PROMPT_TEMPLATE_VERSION",
     "SESSION_ID",
+    "SPAN_KIND",
     "TAG_TAGS",
+    "TASK_ID",
     "USER_ID",
 ]
