@@ -42,3 +42,8 @@ def _fresh_rules() -> Iterator[None]:
     yield
     configure_rules(strict=False, max_id_length=DEFAULT_MAX_ID_LENGTH)
     forget_warnings()
+    # User-id hashing is process-wide too (a processor option turns it on for all): each
+    # test starts from what the environment says, after monkeypatch restored it.
+    from spanstamp import privacy
+
+    privacy.load_environment()

@@ -101,7 +101,7 @@ def test_without_the_opt_in_installing_spanstamp_changes_nothing(
 
 def test_an_unreadable_opt_in_value_is_reported_and_nothing_is_installed(http_receiver: OtlpHttpReceiver) -> None:
     _, stderr = _run_app(http_receiver, SPANSTAMP_AUTO_INSTALL="maybe")
-    assert "SPANSTAMP_AUTO_INSTALL='maybe' is not a boolean" in stderr
+    assert "SPANSTAMP_AUTO_INSTALL is not a boolean" in stderr
     inside, _ = _traces(http_receiver)
     assert [_ids(span) for span in inside if span.scope_name == HTTPX_SCOPE] == [{}]
 

@@ -6,7 +6,7 @@ with using_session(conversation_id), using_user(user_id):
 
 from spanstamp.context import current_session_id, current_user_id, get_attributes_from_context, new_session_id
 from spanstamp.pipeline import configure, install
-from spanstamp.privacy import pseudonymize
+from spanstamp.privacy import configure_privacy, pseudonymize
 from spanstamp.processor import SessionSpanProcessor
 from spanstamp.propagation import configure_propagation
 from spanstamp.rules import configure_rules
@@ -30,6 +30,7 @@ __all__ = [
     "SessionSpanProcessor",
     "carry_context",
     "configure",
+    "configure_privacy",
     "configure_propagation",
     "configure_rules",
     "current_session_id",

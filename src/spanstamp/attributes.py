@@ -46,6 +46,16 @@ SESSION_FROM_METADATA: Final = "spanstamp.metadata.session.id"
 USER_FROM_METADATA: Final = "spanstamp.metadata.user.id"
 FROM_METADATA: Final = {SESSION_FROM_METADATA: SESSION_ID, USER_FROM_METADATA: USER_ID}
 
+# With user-id hashing on, a scope writes each value that holds a pseudonym a second time
+# under one of these private keys. A reader compares by identity: the value under the
+# public key is already hashed only when it is that very object (another library's raw
+# value under ``user.id`` is not, and is hashed as it is read).
+PSEUDONYMOUS: Final = {
+    USER_ID: "spanstamp.pseudonymous.user.id",
+    METADATA: "spanstamp.pseudonymous.metadata",
+    USER_FROM_METADATA: "spanstamp.pseudonymous.metadata.user.id",
+}
+
 # --- Turns (``task()``), feedback and the session lifecycle ---------------------------
 # OpenInference's names for what Phoenix shows of a span: its kind and its input/output.
 SPAN_KIND: Final = "openinference.span.kind"

@@ -12,6 +12,13 @@ sessions; without the key nobody can test a guessed email against it, which a pl
 The key comes from the ``key`` argument or the ``SPANSTAMP_USER_ID_KEY`` variable. Use
 a random key of 32 bytes or more, the same in every service whose spans should agree,
 and keep it out of telemetry: whoever holds it can recompute pseudonyms of guessed ids.
+
+Hashing every user id is process-wide, because it happens where ids enter the Context:
+a scope's user id (and a ``user_id`` its metadata names) goes in as its pseudonym, so
+every reader (spanstamp's processor, OpenInference's tracer, samplers, the app's own
+``current_user_id()``) sees only the pseudonym::
+
+    configure_privacy(hash_user_ids=True)   # or SPANSTAMP_HASH_USER_IDS=1, key as above
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
+from spanstamp import attributes as attr
 from spanstamp import rules
 
 USER_ID_KEY_ENV: Final = "SPANSTAMP_USER_ID_KEY"
+HASH_USER_IDS_ENV: Final = "SPANSTAMP_HASH_USER_IDS"
 
 # Pseudonyms are computed as spans start; a small cache makes a user's second and later
 # spans cheap. It is cleared when full rather than tracking recency, which would cost
@@ -126,3 +135,119 @@ class _Pseudonymizer:
 
     def __repr__(self) -> str:  # the key stays out of reprs, and so out of logs
         return "<spanstamp pseudonymizer>"
+
+
+# --- Process-wide: the key, and whether user ids are hashed where they enter ----------
+
+
+class _Settings:
+    __slots__ = ("hash_user_ids", "key_loaded", "pseudonymizer")
+
+    def __init__(self) -> None:
+        self.hash_user_ids = False
+        # The key is read from the environment on first use, not at import: a bad
+        # SPANSTAMP_USER_ID_KEY in strict mode must not make ``import spanstamp`` fail.
+        self.key_loaded = False
+        self.pseudonymizer: _Pseudonymizer | None = None
+
+
+_settings: Final = _Settings()
+
+
+def configure_privacy(*, hash_user_ids: bool | None = None, user_id_key: str | bytes | None = None) -> None:
+    """Hash every user id where it enters the Context, process-wide; ``None`` leaves a setting as it is.
+
+    ``hash_user_ids`` starts from ``SPANSTAMP_HASH_USER_IDS`` (off; a value that is not a
+    boolean counts as on: a privacy setting fails closed). ``user_id_key`` starts from
+    ``SPANSTAMP_USER_ID_KEY`` and is the key propagation uses too. Hashing with no key
+    leaves user ids out rather than using them raw::
+
+        configure_privacy(hash_user_ids=True, user_id_key=os.environ["MY_SECRET"])
+    """
+    if hash_user_ids is not None:
+        if not isinstance(hash_user_ids, bool):
+            raise TypeError(f"configure_privacy(hash_user_ids) must be a bool, got {type(hash_user_ids).__name__}")
+        _settings.hash_user_ids = hash_user_ids
+    if user_id_key is not None:
+        _set_key(check_key(user_id_key, "configure_privacy(user_id_key)"))
+
+
+def hashing_user_ids() -> bool:
+    """Whether user ids enter the Context as their pseudonyms.
+
+    configure_privacy(hash_user_ids=True); hashing_user_ids()  # -> True
+    """
+    return _settings.hash_user_ids
+
+
+def env_hash_user_ids(environ: Mapping[str, str] = os.environ) -> bool:
+    """``SPANSTAMP_HASH_USER_IDS`` as a flag; unset is off, a value that is not a boolean is on.
+
+    env_hash_user_ids({"SPANSTAMP_HASH_USER_IDS": "ture"})  # -> True, with a warning
+    """
+    return rules.env_flag(HASH_USER_IDS_ENV, False, environ, invalid=True)
+
+
+def load_environment(environ: Mapping[str, str] = os.environ) -> None:
+    """Read ``SPANSTAMP_HASH_USER_IDS`` and ``SPANSTAMP_USER_ID_KEY`` again (unset means off / no key).
+
+    load_environment({"SPANSTAMP_HASH_USER_IDS": "1", "SPANSTAMP_USER_ID_KEY": secret})
+    """
+    _settings.hash_user_ids = env_hash_user_ids(environ)
+    _set_key(user_id_key(environ=environ))
+
+
+def _set_key(key: bytes | None) -> None:
+    _settings.pseudonymizer = None if key is None else _Pseudonymizer(key)
+    _settings.key_loaded = True
+
+
+def _pseudonymizer() -> _Pseudonymizer | None:
+    """The process's pseudonymizer (key from ``configure_*`` or the environment), or ``None``."""
+    if not _settings.key_loaded:
+        _set_key(user_id_key())
+    return _settings.pseudonymizer
+
+
+_NO_KEY: Final = (
+    f"user-id hashing is on but there is no key (set {USER_ID_KEY_ENV} or configure_privacy(user_id_key=...))"
+)
+
+
+def hide_user_id(user_id: str, where: str) -> str | None:
+    """The pseudonym that stands for a checked user id, or ``None`` (rejected) without a key.
+
+    hide_user_id("u-1", "using_user(user_id)")  # -> 64 hex characters
+    """
+    pseudonymizer = _pseudonymizer()
+    if pseudonymizer is None:
+        rules.reject(where, _NO_KEY, outcome="the user id is left out rather than used raw")
+        return None
+    return pseudonymizer(user_id)
+
+
+def hide_metadata_users(data: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+    """``data`` with the user ids it names (``user_id``) as pseudonyms; without a key, or
+    for an invalid id, the entry is left out. ``where`` names the argument in a warning
+    (``None``: quietly, for values another library wrote)::
+
+        hide_metadata_users({"user_id": "ada", "tier": "pro"})  # -> {"user_id": "<hex>", "tier": "pro"}
+    """
+    if not any(key in data for key in attr.METADATA_USER_KEYS):
+        return data
+    pseudonymizer = _pseudonymizer()
+    hidden = dict(data)
+    for key in attr.METADATA_USER_KEYS:
+        if key not in hidden:
+            continue
+        user = rules.coerce_id(hidden[key])
+        if user is None or pseudonymizer is None:
+            del hidden[key]
+            if pseudonymizer is None and where is not None:
+                rules.reject(where, _NO_KEY, outcome="the metadata's user id is left out rather than used raw")
+        else:
+            hidden[key] = pseudonymizer(user)
+    return hidden
+
+
+_settings.hash_user_ids = env_hash_user_ids()

@@ -8,7 +8,6 @@ OpenInference, OpenTelemetry's own instrumentors)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Final
 
@@ -22,8 +21,10 @@ from spanstamp import attributes as attr
 from spanstamp import privacy, propagation, rules
 from spanstamp._runtime import get_current
 from spanstamp.context import collect, stampable
-from spanstamp.privacy import _Pseudonymizer
 from spanstamp.scopes import add_entered_hook
+
+# Read on every span: whether user ids must be hashed as they are read (the general path).
+_privacy: Final = privacy._settings
 
 # Guarding spans whose ids may be evicted keeps one small dict per stamped span
 # until it ends; spans that never end must not grow it without bound.
@@ -35,7 +36,6 @@ GEN_AI_CONVERSATION_ID_ENV: Final = "SPANSTAMP_GEN_AI_CONVERSATION_ID"
 STAMP_LOCAL_ROOT_ENV: Final = "SPANSTAMP_STAMP_LOCAL_ROOT"
 OPENAI_USER_IDS_ENV: Final = "SPANSTAMP_OPENAI_USER_IDS"
 BAGGAGE_MAX_LENGTH_ENV: Final = "SPANSTAMP_BAGGAGE_MAX_LENGTH"
-HASH_USER_IDS_ENV: Final = "SPANSTAMP_HASH_USER_IDS"
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -63,7 +63,8 @@ class SessionSpanProcessor(SpanProcessor):
       take from inbound W3C baggage where no local scope sets them; off by default,
       because any caller can send baggage. ``baggage_max_length`` caps those values.
     - ``hash_user_ids``: ``True`` (key from ``SPANSTAMP_USER_ID_KEY``) or the key itself:
-      locally scoped user ids are stamped as their HMAC-SHA256 pseudonym.
+      turns on :func:`~spanstamp.configure_privacy` hashing for the whole process, so user
+      ids enter the Context, and reach every span, as their HMAC-SHA256 pseudonym.
     """
 
     def __init__(
@@ -79,8 +80,10 @@ class SessionSpanProcessor(SpanProcessor):
         hash_user_ids: bool | str | bytes | None = None,
     ) -> None:
         if attributes is None:
-            attributes = rules.env_list(ATTRIBUTES_ENV)
-        keys = attr.CONTEXT_ATTRIBUTES if attributes is None else self._known(attributes)
+            listed = rules.env_list(ATTRIBUTES_ENV)
+            keys = attr.CONTEXT_ATTRIBUTES if listed is None else self._known(listed, ATTRIBUTES_ENV)
+        else:
+            keys = self._known(attributes, "SessionSpanProcessor(attributes)")
         self._keys: tuple[str, ...] = keys
         self._key_set = frozenset(keys)
         # What marks a context as worth reading: the keys, and the private keys under
@@ -92,11 +95,11 @@ class SessionSpanProcessor(SpanProcessor):
         self._downstream = downstream
         self._guarded: dict[int, dict[str, AttributeValue]] | None = {} if downstream is not None else None
         self._failed = False
-        self._pseudonym, self._drop_user = self._hashing(hash_user_ids)
+        self._hash_user_ids = self._hashing(hash_user_ids)
         self._trusted, self._baggage_cap = self._trust(trust_baggage, baggage_max_length)
         # Everything beyond plain stamping goes through one slower path, taken only
         # when one of these options is on.
-        self._more = bool(self._conversation or self._pseudonym or self._drop_user or self._trusted)
+        self._more = bool(self._conversation or self._trusted)
         if stamp_local_root is None:
             stamp_local_root = rules.env_flag(STAMP_LOCAL_ROOT_ENV, False)
         if openai_user_ids is None:
@@ -115,45 +118,57 @@ class SessionSpanProcessor(SpanProcessor):
         self._direct = not self._more and self._guarded is None and self._open is None
 
     @staticmethod
-    def _known(names: Iterable[str]) -> tuple[str, ...]:
+    def _known(names: Iterable[str], where: str) -> tuple[str, ...]:
+        """The known names among ``names``; none known (all blank or unknown) keeps the default."""
         if isinstance(names, str):
-            rules.reject(
-                "SessionSpanProcessor(attributes)", "expected a list of attribute names, got a single str", TypeError
-            )
+            rules.reject(where, "expected a list of attribute names, got a single str", TypeError, "all are stamped")
             return attr.CONTEXT_ATTRIBUTES
         chosen = set()
+        given = 0
         for name in names:
+            given += 1
             if name in attr.CONTEXT_ATTRIBUTES:
                 chosen.add(name)
             else:
                 rules.reject(
-                    "SessionSpanProcessor(attributes)",
+                    where,
                     f"unknown attribute name ({rules.describe(name)}); known: {', '.join(attr.CONTEXT_ATTRIBUTES)}",
                 )
+        if given and not chosen:
+            # Stamping nothing is never what a list of names meant: a typo must not
+            # silently turn the processor off.
+            rules.reject(where, "names no known attribute", outcome="all are stamped")
+            return attr.CONTEXT_ATTRIBUTES
         return tuple(key for key in attr.CONTEXT_ATTRIBUTES if key in chosen)
 
-    def _hashing(self, option: bool | str | bytes | None) -> tuple[_Pseudonymizer | None, bool]:
-        """The pseudonymizer for user ids, and whether user ids must be left out (no key)."""
+    @staticmethod
+    def _hashing(option: bool | str | bytes | None) -> bool:
+        """Apply the ``hash_user_ids`` option to the process-wide setting; whether this processor asked.
+
+        Hashing happens where ids enter the Context, so it holds for the whole process:
+        ``True`` (or the variable) turns it on, a key also sets the key. ``False`` only
+        means this processor does not ask; it never turns off what the process set.
+        """
+        where = "SessionSpanProcessor(hash_user_ids)"
         if option is None:
-            option = rules.env_flag(HASH_USER_IDS_ENV, False)
-        if option is False or attr.USER_ID not in self._key_set:
-            return None, False
-        if option is True:
-            # The same key as propagation, so local spans match what services downstream get.
-            key = privacy.user_id_key()
-            shared = propagation._pseudonymizer() if key is None else None
-            if shared is not None:
-                return shared, False
-        else:
-            key = privacy.check_key(option, "SessionSpanProcessor(hash_user_ids)")
-        if key is None:
+            option = privacy.env_hash_user_ids()
+        if option is False:
+            return False
+        if option is not True:
+            key = privacy.check_key(option, where)
+            if key is not None:
+                privacy._set_key(key)
+        privacy.configure_privacy(hash_user_ids=True)
+        if privacy._pseudonymizer() is None:
+            # No key yet: the variable may have been set since it was first read.
+            privacy._set_key(privacy.user_id_key())
+        if privacy._pseudonymizer() is None:
             rules.reject(
-                "SessionSpanProcessor(hash_user_ids)",
+                where,
                 f"hashing is on but there is no key (pass one, or set {privacy.USER_ID_KEY_ENV})",
                 outcome="user ids are left out rather than stamped raw",
             )
-            return None, True
-        return _Pseudonymizer(key), False
+        return True
 
     def _trust(self, option: bool | Iterable[str] | None, cap: int | None) -> tuple[frozenset[str], int]:
         """The inbound baggage keys to take (none by default) and the cap on their length."""
@@ -201,16 +216,6 @@ class SessionSpanProcessor(SpanProcessor):
         self, found: dict[str, AttributeValue] | None, parent: Context | None, current: Context
     ) -> dict[str, AttributeValue]:
         found = {} if found is None else found
-        if self._pseudonym is not None or self._drop_user:
-            user = found.get(attr.USER_ID)
-            if type(user) is str:
-                if self._pseudonym is None:
-                    del found[attr.USER_ID]
-                else:
-                    found[attr.USER_ID] = self._pseudonym(user)
-            metadata = found.get(attr.METADATA)
-            if type(metadata) is str and any(f'"{key}"' in metadata for key in attr.METADATA_USER_KEYS):
-                found[attr.METADATA] = _hide_metadata_user(metadata, self._pseudonym)
         if self._trusted:
             # Inbound ids only fill what no local scope set; the upstream service already
             # hashed a user id it propagated, so it is not hashed again.
@@ -229,7 +234,7 @@ class SessionSpanProcessor(SpanProcessor):
         try:
             current = get_current()
             watch = self._watch
-            if parent_context is None and self._direct:
+            if parent_context is None and self._direct and not _privacy.hash_user_ids:
                 # The usual case: stamp straight from the current Context, each value as
                 # collect(keys, None, current) would take it and in its order, without
                 # building a dict. A Context holds a handful of keys, so one pass over
@@ -243,12 +248,9 @@ class SessionSpanProcessor(SpanProcessor):
                             if key not in keys:  # an id a scope's metadata names
                                 named = True
                                 continue
-                            value = current[key]
-                            if type(value) is not str or not value:
-                                value = stampable(key, value)
-                                if value is None:
-                                    continue
-                            span.set_attribute(key, value)
+                            value = stampable(key, current[key])
+                            if value is not None:
+                                span.set_attribute(key, value)
                     if named:
                         self._stamp_named(span, current)
                 return  # this mode has no downstream to call
@@ -371,24 +373,6 @@ class SessionSpanProcessor(SpanProcessor):
             rules.logger.exception("SessionSpanProcessor failed on a span; the span goes on without stamps")
         else:
             rules.logger.debug("SessionSpanProcessor failed again", exc_info=True)
-
-
-def _hide_metadata_user(metadata: str, pseudonym: _Pseudonymizer | None) -> str:
-    """Metadata JSON with the user ids it names pseudonymized, or removed without a key."""
-    try:
-        data = json.loads(metadata)
-    except ValueError:
-        return metadata
-    if not isinstance(data, dict):
-        return metadata
-    for key in attr.METADATA_USER_KEYS:
-        if key in data:
-            user = rules.coerce_id(data[key])
-            if user is None or pseudonym is None:
-                del data[key]
-            else:
-                data[key] = pseudonym(user)
-    return rules.dumps(data)
 
 
 def _restore(span: ReadableSpan, found: dict[str, AttributeValue]) -> ReadableSpan:

@@ -42,17 +42,13 @@ _NOT_PROPAGATED: Final = "the user id is not propagated"
 
 
 class _Settings:
-    __slots__ = ("enabled", "key_loaded", "pseudonymizer", "sent")
+    __slots__ = ("enabled", "sent")
 
     def __init__(self) -> None:
         self.enabled = False
         # Whether any scope has put ids into baggage yet; until then a scope that does
         # not propagate has no stale baggage to clear and skips looking.
         self.sent = False
-        # The key is read from the environment on first use, not at import: a bad
-        # SPANSTAMP_USER_ID_KEY in strict mode must not make ``import spanstamp`` fail.
-        self.key_loaded = False
-        self.pseudonymizer: privacy._Pseudonymizer | None = None
 
 
 _settings: Final = _Settings()
@@ -72,7 +68,7 @@ def configure_propagation(*, enabled: bool | None = None, user_id_key: str | byt
             raise TypeError(f"configure_propagation(enabled) must be a bool, got {type(enabled).__name__}")
         _settings.enabled = enabled
     if user_id_key is not None:
-        _set_key(privacy.check_key(user_id_key, "configure_propagation(user_id_key)"))
+        privacy._set_key(privacy.check_key(user_id_key, "configure_propagation(user_id_key)"))
 
 
 def load_environment(environ: Mapping[str, str] = os.environ) -> None:
@@ -81,12 +77,7 @@ def load_environment(environ: Mapping[str, str] = os.environ) -> None:
     load_environment({"SPANSTAMP_PROPAGATE": "1"})
     """
     _settings.enabled = rules.env_flag(PROPAGATE_ENV, False, environ)
-    _set_key(privacy.user_id_key(environ=environ))
-
-
-def _set_key(key: bytes | None) -> None:
-    _settings.pseudonymizer = None if key is None else privacy._Pseudonymizer(key)
-    _settings.key_loaded = True
+    privacy._set_key(privacy.user_id_key(environ=environ))
 
 
 def propagation_enabled() -> bool:
@@ -97,18 +88,13 @@ def propagation_enabled() -> bool:
     return _settings.enabled
 
 
-def _pseudonymizer() -> privacy._Pseudonymizer | None:
-    if not _settings.key_loaded:
-        _set_key(privacy.user_id_key())
-    return _settings.pseudonymizer
-
-
 def outbound_baggage(values: Mapping[str, object], *, where: str = "propagate") -> dict[str, str]:
     """The baggage entries a propagating scope adds, from its changes keyed by attribute name.
 
-    ``session.id`` goes as it is; ``user.id`` only as its pseudonym, and not at all
-    without a key (a warning naming ``where``; an error in strict mode). Other keys, and
-    ``None`` (a hidden value), add nothing::
+    ``session.id`` goes as it is; ``user.id`` only as its pseudonym (as it is when the
+    scope already holds it hashed), and not at all without a key (a warning naming
+    ``where``; an error in strict mode). Other keys, and ``None`` (a hidden value), add
+    nothing::
 
         outbound_baggage({"session.id": "s-1", "user.id": "ada@example.com"})
         # -> {"session.id": "s-1", "user.id": "<64 hex characters>"}
@@ -118,8 +104,10 @@ def outbound_baggage(values: Mapping[str, object], *, where: str = "propagate") 
     if type(session_id) is str and session_id:
         entries[attr.SESSION_ID] = session_id
     user_id = values.get(attr.USER_ID)
-    if type(user_id) is str and user_id:
-        pseudonymizer = _pseudonymizer()
+    if type(user_id) is str and user_id and values.get(attr.PSEUDONYMOUS[attr.USER_ID]) is user_id:
+        entries[attr.USER_ID] = user_id
+    elif type(user_id) is str and user_id:
+        pseudonymizer = privacy._pseudonymizer()
         if pseudonymizer is None:
             rules.reject(
                 where,

@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 logger: Final = logging.getLogger("spanstamp")
@@ -39,6 +39,36 @@ _SIZES: Final = re.compile(r"\d+")
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
+
+
+class RejectedInputError(Exception):
+    """Base of what strict mode raises for a rejected value; never raised in default mode.
+
+    Every check tells its own rejections apart from an exception a user object raised while
+    being read (which is itself a rejection), so only these two kinds ever leave a check::
+
+        except RejectedInputError: ...   # strict mode: a TypeError or ValueError
+    """
+
+
+class RejectedTypeError(RejectedInputError, TypeError):
+    """Strict mode: a value of the wrong type (a ``TypeError``).
+
+    with pytest.raises(TypeError): using_session(1.5)
+    """
+
+
+class RejectedValueError(RejectedInputError, ValueError):
+    """Strict mode: a value of the right type that breaks a rule (a ``ValueError``).
+
+    with pytest.raises(ValueError): using_session("   ")
+    """
+
+
+_STRICT_ERRORS: Final[dict[type[Exception], type[RejectedInputError]]] = {
+    TypeError: RejectedTypeError,
+    ValueError: RejectedValueError,
+}
 
 
 class JsonObject:
@@ -64,37 +94,78 @@ def dumps(data: Mapping[str, Any]) -> str:
         return json.dumps(_json_safe(data, set()), ensure_ascii=False, allow_nan=False)
 
 
-def _json_safe(value: object, path: set[int]) -> Any:
-    """A plain copy of ``value`` for JSON: values JSON cannot encode go through ``str``.
+class _UnencodableError(ValueError):
+    """Text inside a mapping that cannot be encoded as UTF-8."""
 
-    Non-finite floats become "nan", "inf" or "-inf"; ``path`` holds the containers above::
+
+def _encodable_or_raise(text: str) -> str:
+    if not encodable(text):
+        raise _UnencodableError
+    return text
+
+
+def _json_safe(value: object, path: set[int]) -> Any:
+    """A plain copy of ``value`` for JSON, read with base-class methods only.
+
+    Values JSON cannot encode go through ``str``; non-finite floats become "nan", "inf"
+    or "-inf"; text that cannot be encoded as UTF-8 raises. ``path`` holds the containers
+    above::
 
         _json_safe({"n": float("inf"), "k": {(1, 2): {3}}}, set())  # -> {"n": "inf", "k": {"(1, 2)": "{3}"}}
     """
-    if value is None or isinstance(value, bool):
+    if value is None or type(value) is bool:
         return value
     # The base classes' methods, not str() or float(): a subclass may override those.
     if isinstance(value, str):
-        return str.__str__(value)
+        return _encodable_or_raise(_text(value))
     if isinstance(value, int):
         return int.__int__(value)
     if isinstance(value, float):
+        number = float.__float__(value)
         # JSON has no NaN or infinity: json writes NaN, which strict parsers refuse.
-        return float.__float__(value) if math.isfinite(value) else float.__repr__(value)
+        return number if math.isfinite(number) else float.__repr__(number)
     if not isinstance(value, (dict, list, tuple)):
-        return str(value)
+        return _encodable_or_raise(str(value))
     if id(value) in path:
         raise ValueError("circular reference")
     path.add(id(value))
+    copy: Any
     if isinstance(value, dict):
-        copy: Any = {
-            str.__str__(key) if isinstance(key, str) else str(key): _json_safe(item, path)
-            for key, item in value.items()
-        }
+        copy = {}
+        for key, item in dict.items(value):
+            name = coerce_text(key)
+            copy[_encodable_or_raise(str(key) if name is None else name)] = _json_safe(item, path)
     else:
-        copy = [_json_safe(item, path) for item in value]
+        items: Iterable[object] = list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
+        copy = [_json_safe(item, path) for item in items]
     path.discard(id(value))
     return copy
+
+
+def decode_mapping(text: object) -> dict[str, Any]:
+    """The entries of JSON object text found in a Context (ours or another library's) that pass the rules.
+
+    Anything that is not such text gives ``{}``; entries that cannot be made JSON-safe
+    (text that cannot be encoded as UTF-8, say) are left out quietly. Never raises::
+
+        decode_mapping('{"tier": "pro"}')  # -> {"tier": "pro"}
+    """
+    raw = coerce_text(text)
+    if raw is None:
+        return {}
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
+        return {}
+    if type(decoded) is not dict:
+        return {}
+    data: dict[str, Any] = {}
+    for key, item in decoded.items():
+        try:
+            data[_encodable_or_raise(key)] = _json_safe(item, set())
+        except Exception:
+            continue
+    return data
 
 
 class _Settings:
@@ -137,10 +208,14 @@ def max_id_length() -> int:
     return _settings.max_id_length
 
 
-def env_flag(name: str, default: bool, environ: Mapping[str, str] = os.environ) -> bool:
+def env_flag(name: str, default: bool, environ: Mapping[str, str] = os.environ, *, invalid: bool | None = None) -> bool:
     """A boolean ``SPANSTAMP_*`` variable: 1/true/yes/on or 0/false/no/off; else a warning.
 
-    env_flag("SPANSTAMP_STRICT", False)  # -> True when SPANSTAMP_STRICT=1
+    ``invalid`` is what a value that is neither means (``default`` if not given): a privacy
+    setting fails closed. The warning never shows the value, which may be a secret put in
+    the wrong variable::
+
+        env_flag("SPANSTAMP_STRICT", False)  # -> True when SPANSTAMP_STRICT=1
     """
     raw = environ.get(name)
     if raw is None:
@@ -150,8 +225,9 @@ def env_flag(name: str, default: bool, environ: Mapping[str, str] = os.environ) 
         return True
     if flag in _FALSE:
         return False if flag else default
-    logger.warning("%s=%r is not a boolean (use 1 or 0); using the default, %s", name, raw, default)
-    return default
+    outcome = default if invalid is None else invalid
+    logger.warning("%s is not a boolean (use 1 or 0; got %s); using %s", name, describe(raw), outcome)
+    return outcome
 
 
 def env_positive_int(name: str, default: int, environ: Mapping[str, str] = os.environ) -> int:
@@ -167,7 +243,7 @@ def env_positive_int(name: str, default: int, environ: Mapping[str, str] = os.en
     except ValueError:
         number = 0
     if number < 1:
-        logger.warning("%s=%r is not a positive integer; using the default, %d", name, raw, default)
+        logger.warning("%s is not a positive integer (got %s); using the default, %d", name, describe(raw), default)
         return default
     return number
 
@@ -203,7 +279,7 @@ def reject(
         reject("using_session(session_id)", "expected a str or int, got float", TypeError)
     """
     if _settings.strict:
-        raise error(f"{where}: {problem}")
+        raise _STRICT_ERRORS.get(error, RejectedValueError)(f"{where}: {problem}")
     key = (where, _SIZES.sub("#", problem))
     now = time.monotonic()
     with _warned_lock:
@@ -223,36 +299,94 @@ def reject(
 
 
 def describe(value: object) -> str:
-    """Name a value's type and size without showing its content.
+    """Name a value's type and size without showing its content; never raises.
 
     describe("secret@example.com")  # -> "a str of 18 characters"
     """
-    if isinstance(value, str):
-        return f"a str of {len(value)} characters"
-    return f"a value of type {type(value).__name__}"
+    kind = type(value)  # type(), not __class__: a mock's spec lies about its class
+    if kind is str or (isinstance(value, str) and _length(value) is not None):
+        return f"a str of {_length(value)} characters"
+    return f"a value of type {kind.__name__}"
+
+
+def _length(text: object) -> int | None:
+    try:
+        return str.__len__(text)  # type: ignore[arg-type]
+    except Exception:  # not really a str (a mock with spec=str)
+        return None
+
+
+def _text(value: object) -> str:
+    """The exact ``str`` behind a str or str subclass, read with the base class only.
+
+    Raises for anything that only claims to be a str (``Mock(spec=str)``): callers treat
+    any exception as a rejection.
+    """
+    return value if type(value) is str else str.__str__(value)
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: no lone surrogates.
+
+    A lone surrogate (``json.loads('"\\ud800"')``) is a valid Python str that no exporter
+    or propagator can encode: OpenTelemetry's baggage propagator raises on it::
+
+        encodable("ada")  # -> True; encodable("a\ud800") -> False
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_UNENCODABLE: Final = "got text that cannot be encoded as UTF-8 (a lone surrogate)"
+
+
+def _unreadable(where: str, exc: BaseException) -> None:
+    # A user object raised while being read: the value is rejected like any bad value.
+    # Only the exception's type is named; its message may quote the value.
+    reject(where, f"the value could not be read ({type(exc).__name__})")
 
 
 def check_id(value: object, where: str) -> str | None:
     """An id: a str non-empty after stripping (returned stripped), or an int (as decimal).
 
-    ``None`` means "no id here" and returns ``None`` quietly::
+    ``None`` means "no id here" and returns ``None`` quietly. Text that cannot be encoded
+    as UTF-8 is rejected, never altered: an id must reach every backend exactly::
 
         check_id(" u-1 ", "using_user(user_id)")  # -> "u-1"
         check_id(42, "using_user(user_id)")       # -> "42"
     """
     if type(value) is str:
+        # The usual case, inline: an exact str's own methods cannot misbehave.
         text = value.strip()
+        if text and len(text) <= _settings.max_id_length and (text.isascii() or encodable(text)):
+            return text
     elif value is None:
         return None
+    try:
+        return _check_id(value, where)
+    except RejectedInputError:
+        raise
+    except Exception as exc:
+        _unreadable(where, exc)
+        return None
+
+
+def _check_id(value: object, where: str) -> str | None:
+    if isinstance(value, str):
+        text = _text(value).strip()
     elif isinstance(value, int) and not isinstance(value, bool):
         decimal = _decimal(value)
         if decimal is None:
             # Only the size is named: the value is an id, and str() of it is what failed.
-            _reject_long_id(where, f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits")
+            digits = int(int.bit_length(value) * math.log10(2)) + 1
+            _reject_long_id(where, f"an int of about {digits} digits")
             return None
         text = decimal
-    elif isinstance(value, str):  # a str subclass: keep its text, drop the subclass
-        text = str.strip(value)
     else:
         reject(where, f"expected a str or int, got {describe(value)}", TypeError)
         return None
@@ -261,6 +395,9 @@ def check_id(value: object, where: str) -> str | None:
         return None
     if len(text) > _settings.max_id_length:
         _reject_long_id(where, describe(text))
+        return None
+    if not encodable(text):
+        reject(where, _UNENCODABLE)
         return None
     return text
 
@@ -294,16 +431,21 @@ def coerce_id(value: object) -> str | None:
 
         coerce_id(42)  # -> "42"; coerce_id(True) -> None; coerce_id("  ") -> None
     """
-    if isinstance(value, str):
-        text = str.strip(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        text = _decimal(value) or ""
-    else:
+    try:
+        if type(value) is str:
+            text = value.strip()
+        elif isinstance(value, str):
+            text = _text(value).strip()
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = _decimal(value) or ""
+        else:
+            return None
+        return text if 0 < len(text) <= _settings.max_id_length and encodable(text) else None
+    except Exception:  # a value that only claims to be a str or an int
         return None
-    return text if 0 < len(text) <= _settings.max_id_length else None
 
 
-def check_tags(value: object, where: str) -> list[str] | None:
+def check_tags(value: object, where: str) -> Tags | None:
     """Tags: a list (or tuple, set) of non-empty str; bad entries are left out one by one.
 
     A new list (OpenInference keeps tags as a list), deduplicated in first-seen order.
@@ -313,54 +455,114 @@ def check_tags(value: object, where: str) -> list[str] | None:
     """
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+    try:
+        return _check_tags(value, where)
+    except RejectedInputError:
+        raise
+    except Exception as exc:
+        _unreadable(where, exc)
+        return None
+
+
+class Tags(list[str]):
+    """Tags as a scope puts them into the Context: a list (OpenInference's shape), checked.
+
+    The type says they passed :func:`check_tags`, so a span's reader takes them without
+    looking at each tag again; tags of any other type are checked as they are read::
+
+        type(check_tags(["a"], "using_tags(tags)")) is Tags  # -> True
+    """
+
+    __slots__ = ()
+
+
+# Each collection is read through its own base class, never a subclass's override.
+_COLLECTIONS: Final = (list, tuple, set, frozenset)
+
+
+def _check_tags(value: object, where: str) -> Tags | None:
+    base = next((kind for kind in _COLLECTIONS if isinstance(value, kind)), None)
+    if base is None:
         reject(where, f"expected a list of str, got {describe(value)}", TypeError)
         return None
     tags: dict[str, None] = {}
-    for tag in value:
-        if not isinstance(tag, str):
+    tag: object
+    for tag in base.__iter__(value):  # type: ignore[arg-type]
+        text = coerce_text(tag)
+        if text is None:
             reject(where, f"each tag must be a str, got {describe(tag)}", TypeError)
-        elif not tag.strip():
+        elif not (text := text.strip()):
             reject(where, "got an empty or blank tag")
+        elif not encodable(text):
+            reject(where, _UNENCODABLE)
         else:
-            tags[tag.strip()] = None
-    return list(tags) or None
+            tags[text] = None
+    return Tags(tags) if tags else None
+
+
+def coerce_text(value: object) -> str | None:
+    """The exact str behind a str (or str subclass), or ``None`` for anything else; never raises.
+
+    coerce_text("a")  # -> "a"; coerce_text(Mock(spec=str)) -> None
+    """
+    if type(value) is str:
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return _text(value)
+    except Exception:
+        return None
 
 
 def check_mapping(value: object, where: str) -> JsonObject | None:
     """Metadata or prompt variables: a mapping with str keys, made JSON-safe.
 
-    Entries with a non-str key are left out one by one; values that JSON cannot
-    encode (nested non-str keys, NaN and infinity too) go through ``str``. An empty
-    mapping, like ``None``, means "nothing here"::
+    Entries with a non-str key, or whose key or value holds text that cannot be encoded
+    as UTF-8, are left out one by one; values that JSON cannot encode otherwise (nested
+    non-str keys, NaN and infinity too) go through ``str``. An empty mapping, like
+    ``None``, means "nothing here"::
 
         check_mapping({"tier": "pro", "when": date.today()}, "using_metadata(metadata)")
     """
     if value is None:
         return None
+    try:
+        return _check_mapping(value, where)
+    except RejectedInputError:
+        raise
+    except Exception as exc:
+        _unreadable(where, exc)
+        return None
+
+
+def _check_mapping(value: object, where: str) -> JsonObject | None:
     if not isinstance(value, Mapping):
         reject(where, f"expected a mapping with str keys, got {describe(value)}", TypeError)
         return None
-    try:
-        items = list(value.items())
-    except Exception as exc:  # a user's Mapping whose items() fails: it must not crash the app
-        reject(where, f"cannot be read ({type(exc).__name__})")
-        return None
+    # A dict (or subclass) is read through dict's own methods; any other Mapping has only
+    # its own, and whatever they raise or yield is caught by the caller.
+    items = list(dict.items(value) if isinstance(value, dict) else value.items())
     data: dict[str, Any] = {}
-    for key, item in items:
-        if isinstance(key, str):
-            data[key] = item
-        else:
+    for pair in items:
+        key, item = pair  # a pair, or the mapping cannot be read
+        text = coerce_text(key)
+        if text is None:
             reject(where, f"keys must be str, got a key of type {type(key).__name__}", TypeError)
-    if not data:
-        return None
-    try:
-        # A plain copy that later mutation of the caller's dict cannot reach, and that
-        # merges and encodes without surprises.
-        return JsonObject(_json_safe(data, set()))
-    except Exception as exc:  # a circular reference, nesting too deep, a str() that raises...
-        reject(where, f"cannot be encoded as JSON ({type(exc).__name__})")
-        return None
+            continue
+        try:
+            # A plain copy that later mutation of the caller's dict cannot reach, and that
+            # merges and encodes without surprises.
+            data[_encodable_or_raise(text)] = _json_safe(item, set())
+        except _UnencodableError:
+            reject(where, f"an entry {_UNENCODABLE[4:]}", outcome="the entry is left out")
+        except Exception as exc:  # a circular reference, nesting too deep, a str() that raises...
+            reject(
+                where,
+                f"an entry cannot be encoded as JSON ({type(exc).__name__})",
+                outcome="the entry is left out",
+            )
+    return JsonObject(data) if data else None
 
 
 def check_template(value: object, where: str) -> str | None:
@@ -370,13 +572,17 @@ def check_template(value: object, where: str) -> str | None:
     """
     if value is None:
         return None
-    if not isinstance(value, str):
+    text = coerce_text(value)
+    if text is None:
         reject(where, f"expected a str, got {describe(value)}", TypeError)
         return None
-    if not value.strip():
+    if not text.strip():
         reject(where, "got an empty or blank str")
         return None
-    return str(value)
+    if not encodable(text):
+        reject(where, _UNENCODABLE)
+        return None
+    return text
 
 
 def forget_warnings() -> None:

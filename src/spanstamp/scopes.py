@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from contextvars import Token
@@ -30,8 +29,9 @@ from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
 from opentelemetry.context import Context
 
 from spanstamp import attributes as attr
-from spanstamp import propagation, rules
+from spanstamp import privacy, propagation, rules
 from spanstamp._runtime import attach, detach, get_current, try_detach
+from spanstamp.context import stampable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,24 +46,63 @@ _Values = dict[str, object]
 # (ours and OpenInference's) treats a ``None`` value as absent.
 
 
+def _check_user(value: object, where: str) -> str | None:
+    # With hashing on, the pseudonym is what enters the Context: every reader sees only it.
+    user = rules.check_id(value, where)
+    if user is None or not privacy._settings.hash_user_ids:
+        return user
+    return privacy.hide_user_id(user, where)
+
+
+def _set_user(changes: _Values, outer: Context, value: Any) -> None:
+    changes[attr.USER_ID] = value
+    if privacy._settings.hash_user_ids:
+        changes[_PSEUDONYMOUS_USER] = value
+
+
+def _check_metadata(value: object, where: str) -> rules.JsonObject | None:
+    checked = rules.check_mapping(value, where)
+    if checked is None or not privacy._settings.hash_user_ids:
+        return checked
+    hidden = privacy.hide_metadata_users(checked.data, where)
+    return checked if hidden is checked.data else (rules.JsonObject(hidden) if hidden else None)
+
+
 def _merge_metadata(changes: _Values, outer: Context, value: Any) -> None:
     # Nested metadata merges key by key, the inner scope winning.
-    merged = _outer_mapping(outer.get(attr.METADATA))
+    outer_text = outer.get(attr.METADATA)
+    merged = rules.decode_mapping(outer_text) if outer_text is not None else {}
+    hashing = privacy._settings.hash_user_ids
+    if merged and hashing and outer.get(_PSEUDONYMOUS_METADATA) is not outer_text:
+        # Another library's metadata (or ours from before hashing was on) may name a raw user.
+        merged = privacy.hide_metadata_users(merged)
     data = {**merged, **value.data} if merged else value.data
-    changes[attr.METADATA] = rules.dumps(data) if merged else value.text
+    text = changes[attr.METADATA] = rules.dumps(data) if merged else value.text
+    if hashing:
+        changes[_PSEUDONYMOUS_METADATA] = text
     # Ids the metadata names (``session_id``, ``user_id``, ...) wait under private keys;
     # the readers use them only where no scope sets the id itself.
     for key, names in _NAMED_IDS:
         named = next((found for name in names if (found := rules.coerce_id(data.get(name))) is not None), None)
         if named is not None:
             changes[key] = named
+            if hashing and key == attr.USER_FROM_METADATA:
+                changes[_PSEUDONYMOUS_NAMED_USER] = named
+
+
+_PSEUDONYMOUS_USER: Final = attr.PSEUDONYMOUS[attr.USER_ID]
+_PSEUDONYMOUS_METADATA: Final = attr.PSEUDONYMOUS[attr.METADATA]
+_PSEUDONYMOUS_NAMED_USER: Final = attr.PSEUDONYMOUS[attr.USER_FROM_METADATA]
 
 
 def _add_tags(changes: _Values, outer: Context, value: Any) -> None:
     # Nested tags accumulate: outer first, deduplicated, in first-seen order.
     outer_tags = outer.get(attr.TAG_TAGS)
-    if isinstance(outer_tags, (list, tuple)) and outer_tags:
-        value = list(dict.fromkeys([*(t for t in outer_tags if isinstance(t, str)), *value]))
+    if outer_tags is not None:
+        # Outer tags may be another library's: held to the rules as any reader takes them.
+        clean = stampable(attr.TAG_TAGS, outer_tags)
+        if isinstance(clean, list):
+            value = rules.Tags(dict.fromkeys([*clean, *value]))
     changes[attr.TAG_TAGS] = value
 
 
@@ -83,17 +122,6 @@ _NAMED_IDS: Final = (
     (attr.SESSION_FROM_METADATA, attr.METADATA_SESSION_KEYS),
     (attr.USER_FROM_METADATA, attr.METADATA_USER_KEYS),
 )
-
-
-def _outer_mapping(outer: object) -> dict[str, Any]:
-    # Outer metadata is JSON text, ours or OpenInference's; anything else is ignored.
-    if isinstance(outer, str):
-        try:
-            decoded = json.loads(outer)
-        except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
-            return {}
-        return decoded if isinstance(decoded, dict) else {}
-    return {}
 
 
 _Check = Callable[[object, str], Any]
@@ -131,8 +159,9 @@ class _Field:
 
 
 SESSION: Final = _Field(rules.check_id, key=attr.SESSION_ID)
-USER: Final = _Field(rules.check_id, key=attr.USER_ID)
-METADATA: Final = _Field(rules.check_mapping, _merge_metadata, static=False)
+# Not a plain key: with hashing on, the pseudonym is also marked as one (``_set_user``).
+USER: Final = _Field(_check_user, _set_user)
+METADATA: Final = _Field(_check_metadata, _merge_metadata, static=False)
 TAGS: Final = _Field(rules.check_tags, _add_tags, static=False)
 TEMPLATE: Final = _Field(rules.check_template, _set_template)
 # A version or variables without their template would be read as describing an outer
@@ -668,7 +697,7 @@ def using_tags(tags: Sequence[str] | from_arg | None) -> Scope:
 
 def using_prompt_template(
     *,
-    template: str | from_arg | None,
+    template: str | from_arg | None = None,
     version: IdValue = None,
     variables: MappingValue = None,
 ) -> Scope:
