@@ -61,7 +61,7 @@ def test_spanstamp_stamps_what_openinference_wrote_on_any_span() -> None:
     ):
         tracing.record("plain-otel-span")
         assert spanstamp.current_session_id() == "oi-s"
-        assert spanstamp.get_attributes_from_context()["user.id"] == "oi-u"
+        assert dict(spanstamp.get_attributes_from_context())["user.id"] == "oi-u"
     attrs = tracing.attrs("plain-otel-span")
     assert attrs["session.id"] == "oi-s"
     assert attrs["user.id"] == "oi-u"
@@ -98,7 +98,7 @@ def test_innermost_scope_wins_when_the_two_libraries_nest_either_way() -> None:
 def test_metadata_and_tags_merge_across_the_two_libraries() -> None:
     with oi.using_metadata({"from": "oi", "a": 1}), oi.using_tags(["oi"]):
         with spanstamp.using_metadata({"from": "ours"}), spanstamp.using_tags(["ours", "oi"]):
-            attrs = spanstamp.get_attributes_from_context()
+            attrs = dict(spanstamp.get_attributes_from_context())
     assert json.loads(str(attrs["metadata"])) == {"from": "ours", "a": 1}
     assert attrs["tag.tags"] == ["oi", "ours"]  # a list of str, OpenInference's own shape
 
@@ -107,7 +107,7 @@ def test_an_inner_openinference_scope_replaces_metadata_and_tags() -> None:
     # OpenInference does not merge; the README says so.
     with spanstamp.using_metadata({"from": "ours", "a": 1}), spanstamp.using_tags(["ours"]):
         with oi.using_metadata({"from": "oi"}), oi.using_tags(["oi"]):
-            attrs = spanstamp.get_attributes_from_context()
+            attrs = dict(spanstamp.get_attributes_from_context())
     assert json.loads(str(attrs["metadata"])) == {"from": "oi"}
     assert attrs["tag.tags"] == ["oi"]
 

@@ -89,7 +89,7 @@ def test_metadata_session_is_stamped_when_only_ids_are_chosen() -> None:
     tracing = Tracing(attributes=["session.id"])
     with using_metadata({"session_id": "meta"}):
         tracing.record("span")
-        assert get_attributes_from_context()["session.id"] == "meta"
+        assert dict(get_attributes_from_context())["session.id"] == "meta"
     assert tracing.attrs("span") == {"session.id": "meta"}
 
 

@@ -141,7 +141,7 @@ def test_every_way_of_stamping_takes_the_same_values_as_get_attributes_from_cont
         left_by_others["spanstamp.metadata.session.id"] = named_session
     token = attach(Context(left_by_others))
     try:
-        expected = spanstamp.get_attributes_from_context()
+        expected = dict(spanstamp.get_attributes_from_context())
         fast.get_tracer("t").start_span("fast").end()
         fast.get_tracer("t").start_span("fast-parent", context=Context()).end()
         guarded.get_tracer("t").start_span("guarded").end()

@@ -217,13 +217,13 @@ def test_strict_mode_raises_naming_the_argument(
 
 def test_valid_values_are_normalized() -> None:
     with using_attributes(session_id="  padded  ", user_id=12345, tags=[" t ", "t"]):
-        attrs = get_attributes_from_context()
+        attrs = dict(get_attributes_from_context())
     assert attrs == {"session.id": "padded", "user.id": "12345", "tag.tags": ["t"]}
 
 
 def test_one_bad_tag_or_key_leaves_the_others_in(caplog: pytest.LogCaptureFixture) -> None:
     with using_tags(["good", "", "also-good"]), using_metadata({"ok": 1, 2: "bad"}):
-        attrs = get_attributes_from_context()
+        attrs = dict(get_attributes_from_context())
     assert attrs["tag.tags"] == ["good", "also-good"]
     assert json.loads(str(attrs["metadata"])) == {"ok": 1}
     assert len(caplog.records) == 2
@@ -234,7 +234,7 @@ def test_metadata_values_are_made_json_safe_and_copied() -> None:
     source: dict[str, Any] = {"day": day, "nested": {"set": {1}}, "n": 1.5}
     with using_metadata(source):
         source["late"] = "mutation"
-        decoded = json.loads(str(get_attributes_from_context()["metadata"]))
+        decoded = json.loads(str(dict(get_attributes_from_context())["metadata"]))
     assert decoded == {"day": "2026-11-21", "nested": {"set": "{1}"}, "n": 1.5}
 
 
@@ -253,7 +253,7 @@ def test_non_finite_floats_become_text() -> None:
         using_metadata({"x": nan, "deep": [inf, {"y": -inf}], "ok": 1.5}),
         using_prompt_template(template="t", variables={"v": inf}),
     ):
-        attrs = get_attributes_from_context()
+        attrs = dict(get_attributes_from_context())
     assert _strict_json(str(attrs["metadata"])) == {"x": "nan", "deep": ["inf", {"y": "-inf"}], "ok": 1.5}
     assert _strict_json(str(attrs["llm.prompt_template.variables"])) == {"v": "inf"}
 
@@ -263,7 +263,7 @@ def test_merged_metadata_stays_json_when_the_outer_one_holds_nan() -> None:
     token = otel_context.attach(otel_context.set_value("metadata", '{"x": NaN}'))
     try:
         with using_metadata({"y": 1}):
-            text = str(get_attributes_from_context()["metadata"])
+            text = str(dict(get_attributes_from_context())["metadata"])
     finally:
         otel_context.detach(token)
     assert _strict_json(text) == {"x": "nan", "y": 1}
@@ -274,7 +274,7 @@ def test_outer_metadata_too_deep_to_decode_is_not_merged_and_does_not_raise() ->
     token = otel_context.attach(otel_context.set_value("metadata", "[" * 100_000 + "]" * 100_000))
     try:
         with using_metadata({"y": 1}):
-            text = str(get_attributes_from_context()["metadata"])
+            text = str(dict(get_attributes_from_context())["metadata"])
     finally:
         otel_context.detach(token)
     assert json.loads(text) == {"y": 1}
@@ -282,14 +282,14 @@ def test_outer_metadata_too_deep_to_decode_is_not_merged_and_does_not_raise() ->
 
 def test_nested_non_str_keys_become_str(caplog: pytest.LogCaptureFixture) -> None:
     with using_metadata({"a": {(1, 2): 3, 4: [5]}, "b": 1}):
-        decoded = json.loads(str(get_attributes_from_context()["metadata"]))
+        decoded = json.loads(str(dict(get_attributes_from_context())["metadata"]))
     assert decoded == {"a": {"(1, 2)": 3, "4": [5]}, "b": 1}
     assert caplog.records == []
 
 
 def test_non_ascii_metadata_is_kept_as_is() -> None:
     with using_metadata({"greeting": "héllo 你好"}):
-        assert "你好" in str(get_attributes_from_context()["metadata"])
+        assert "你好" in str(dict(get_attributes_from_context())["metadata"])
 
 
 def test_messages_never_contain_the_rejected_value(caplog: pytest.LogCaptureFixture) -> None:
@@ -341,7 +341,7 @@ def test_int_ids_are_decimal_whatever_str_says() -> None:
     assert coerce_id(_Named(7)) == "7"
     assert coerce_id(_Mute(8)) == "8"
     with using_user(_Mute(9)):
-        assert get_attributes_from_context()["user.id"] == "9"
+        assert dict(get_attributes_from_context())["user.id"] == "9"
 
 
 def test_coerce_id_holds_ints_to_the_cap_quietly(caplog: pytest.LogCaptureFixture) -> None:

@@ -83,26 +83,26 @@ def test_inner_scope_overrides_ids_and_exit_restores_the_outer_values() -> None:
 
 def test_metadata_merges_key_by_key_inner_wins() -> None:
     with using_metadata({"a": 1, "b": 1}), using_metadata({"b": 2, "c": 3}):
-        assert json.loads(str(get_attributes_from_context()["metadata"])) == {"a": 1, "b": 2, "c": 3}
+        assert json.loads(str(dict(get_attributes_from_context())["metadata"])) == {"a": 1, "b": 2, "c": 3}
     with using_metadata({"a": 1}):
         with using_metadata({"b": 2}):
             pass
-        assert json.loads(str(get_attributes_from_context()["metadata"])) == {"a": 1}
+        assert json.loads(str(dict(get_attributes_from_context())["metadata"])) == {"a": 1}
 
 
 def test_tags_accumulate_deduplicated_in_first_seen_order() -> None:
     with using_tags(["a", "b"]), using_tags(["c", "a"]), using_attributes(tags=["d", "b"]):
-        assert get_attributes_from_context()["tag.tags"] == ["a", "b", "c", "d"]
+        assert dict(get_attributes_from_context())["tag.tags"] == ["a", "b", "c", "d"]
 
 
 def test_inner_prompt_template_replaces_the_outer_one_whole() -> None:
     with using_prompt_template(template="outer {x}", version="v1", variables={"x": 1}):
         with using_prompt_template(template="inner"):
-            attrs = get_attributes_from_context()
+            attrs = dict(get_attributes_from_context())
             assert attrs["llm.prompt_template.template"] == "inner"
             assert "llm.prompt_template.version" not in attrs
             assert "llm.prompt_template.variables" not in attrs
-        assert get_attributes_from_context()["llm.prompt_template.version"] == "v1"
+        assert dict(get_attributes_from_context())["llm.prompt_template.version"] == "v1"
 
 
 def test_exit_restores_the_outer_values_when_the_body_raises(tracing: Tracing) -> None:
@@ -559,12 +559,12 @@ def test_stacked_decorators_on_generators_keep_every_scope() -> None:
     @spanstamp.using_user(spanstamp.from_arg("user_id"))
     @spanstamp.using_tags(["stream"])
     def stream(session_id: str, user_id: str) -> Iterator[dict[str, object]]:
-        yield spanstamp.get_attributes_from_context()
+        yield dict(spanstamp.get_attributes_from_context())
 
     @spanstamp.using_session(spanstamp.from_arg("session_id"))
     @spanstamp.using_user(spanstamp.from_arg("user_id"))
     async def astream(session_id: str, user_id: str) -> AsyncIterator[dict[str, object]]:
-        yield spanstamp.get_attributes_from_context()
+        yield dict(spanstamp.get_attributes_from_context())
 
     async def first_async() -> dict[str, object]:
         async for item in astream("s-2", "u-2"):
@@ -575,4 +575,4 @@ def test_stacked_decorators_on_generators_keep_every_scope() -> None:
         (seen,) = list(stream("s-1", "u-1"))
     assert seen == {"session.id": "s-1", "user.id": "u-1", "tag.tags": ["outer", "stream"]}
     assert asyncio.run(first_async()) == {"session.id": "s-2", "user.id": "u-2"}
-    assert spanstamp.get_attributes_from_context() == {}
+    assert dict(spanstamp.get_attributes_from_context()) == {}

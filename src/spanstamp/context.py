@@ -1,6 +1,6 @@
 """Reading what the scopes put into the Context.
 
-``get_attributes_from_context`` is what :class:`~spanstamp.SessionSpanProcessor`
+``get_attributes_from_context`` yields what :class:`~spanstamp.SessionSpanProcessor`
 stamps on a span started in that context; both use :func:`collect`::
 
     with using_session("s-1"):
@@ -10,7 +10,7 @@ stamps on a span started in that context; both use :func:`collect`::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from typing import Final
 
 from opentelemetry.context import Context, get_current
@@ -153,13 +153,16 @@ def _tag(tag: object) -> str | None:
     return text if text and rules.encodable(text) else None
 
 
-def get_attributes_from_context(context: Context | None = None) -> dict[str, AttributeValue]:
-    """Exactly the attributes the processor would stamp on a span started with ``context``.
+def get_attributes_from_context(context: Context | None = None) -> Iterator[tuple[str, AttributeValue]]:
+    """Exactly the attributes the processor would stamp on a span started with ``context``, as pairs.
 
-    with using_user("u-1"):
-        get_attributes_from_context()  # -> {"user.id": "u-1"}
+    (key, value) pairs, as OpenInference's function of the same name yields them, so code
+    written for it runs unchanged (``for key, value in ...``, ``dict(...)``)::
+
+        with using_user("u-1"):
+            dict(get_attributes_from_context())  # -> {"user.id": "u-1"}
     """
-    return collect(_ALL, context, get_current())
+    return iter(collect(_ALL, context, get_current()).items())
 
 
 def current_session_id(context: Context | None = None) -> str | None:

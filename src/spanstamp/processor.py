@@ -134,7 +134,7 @@ class SessionSpanProcessor(SpanProcessor):
                     where,
                     f"unknown attribute name ({rules.describe(name)}); known: {', '.join(attr.CONTEXT_ATTRIBUTES)}",
                 )
-        if given and not chosen:
+        if not chosen and (given or where == ATTRIBUTES_ENV):  # only an explicit [] in code means none
             # Stamping nothing is never what a list of names meant: a typo must not
             # silently turn the processor off.
             rules.reject(where, "names no known attribute", outcome="all are stamped")
