@@ -46,33 +46,16 @@ _Values = dict[str, object]
 # (ours and OpenInference's) treats a ``None`` value as absent.
 
 
-def _check_user(value: object, where: str) -> str | None:
-    # With hashing on, the pseudonym is what enters the Context: every reader sees only it.
-    user = rules.check_id(value, where)
-    if user is None or not privacy._settings.hash_user_ids:
-        return user
-    return privacy.hide_user_id(user, where)
-
-
-def _set_user(changes: _Values, outer: Context, value: Any) -> None:
-    changes[attr.USER_ID] = value
-    if privacy._settings.hash_user_ids:
-        changes[_PSEUDONYMOUS_USER] = value
-
-
-def _check_metadata(value: object, where: str) -> rules.JsonObject | None:
-    checked = rules.check_mapping(value, where)
-    if checked is None or not privacy._settings.hash_user_ids:
-        return checked
-    hidden = privacy.hide_metadata_users(checked.data, where)
-    return checked if hidden is checked.data else (rules.JsonObject(hidden) if hidden else None)
+def _hide_metadata(value: rules.JsonObject, where: str) -> rules.JsonObject | None:
+    hidden = privacy.hide_metadata_users(value.data, where)
+    return value if hidden is value.data else (rules.JsonObject(hidden) if hidden else None)
 
 
 def _merge_metadata(changes: _Values, outer: Context, value: Any) -> None:
     # Nested metadata merges key by key, the inner scope winning.
     outer_text = outer.get(attr.METADATA)
     merged = rules.decode_mapping(outer_text) if outer_text is not None else {}
-    hashing = privacy._settings.hash_user_ids
+    hashing = _privacy.hash_user_ids
     if merged and hashing and outer.get(_PSEUDONYMOUS_METADATA) is not outer_text:
         # Another library's metadata (or ours from before hashing was on) may name a raw user.
         merged = privacy.hide_metadata_users(merged)
@@ -90,7 +73,7 @@ def _merge_metadata(changes: _Values, outer: Context, value: Any) -> None:
                 changes[_PSEUDONYMOUS_NAMED_USER] = named
 
 
-_PSEUDONYMOUS_USER: Final = attr.PSEUDONYMOUS[attr.USER_ID]
+_privacy: Final = privacy._settings
 _PSEUDONYMOUS_METADATA: Final = attr.PSEUDONYMOUS[attr.METADATA]
 _PSEUDONYMOUS_NAMED_USER: Final = attr.PSEUDONYMOUS[attr.USER_FROM_METADATA]
 
@@ -134,10 +117,12 @@ class _Field:
     ``key`` (ids): the checked value goes into the Context as it is, under this key.
     ``apply`` writes anything else. ``static``: the result does not depend on the outer
     context, so a scope computes it once. ``requires``: a field this one belongs to,
-    which must be given too.
+    which must be given too. ``hide``: with user-id hashing on, what the checked value
+    becomes (its pseudonym, say; ``None`` leaves it out); a key field also writes the
+    result under ``marker``, so readers know it is hashed already.
     """
 
-    __slots__ = ("apply", "check", "key", "requires", "static")
+    __slots__ = ("apply", "check", "hide", "key", "marker", "requires", "static")
 
     def __init__(
         self,
@@ -147,21 +132,32 @@ class _Field:
         key: str | None = None,
         static: bool = True,
         requires: _Field | None = None,
+        hide: Callable[[Any, str], Any] | None = None,
     ) -> None:
         self.check = check
         self.key = key
         self.apply: _Apply = self._write_key if apply is None else apply
         self.static = static
         self.requires = requires
+        self.hide = hide
+        self.marker = attr.PSEUDONYMOUS.get(key) if key is not None and hide is not None else None
 
     def _write_key(self, changes: _Values, outer: Context, value: Any) -> None:
         changes[cast(str, self.key)] = value
+        if self.marker is not None and _privacy.hash_user_ids:
+            changes[self.marker] = value
+
+    def accept(self, value: object, where: str) -> Any:
+        """The checked (and, with hashing on, hidden) value, or ``None`` when it is left out."""
+        checked = self.check(value, where)
+        if checked is not None and self.hide is not None and _privacy.hash_user_ids:
+            return self.hide(checked, where)
+        return checked
 
 
 SESSION: Final = _Field(rules.check_id, key=attr.SESSION_ID)
-# Not a plain key: with hashing on, the pseudonym is also marked as one (``_set_user``).
-USER: Final = _Field(_check_user, _set_user)
-METADATA: Final = _Field(_check_metadata, _merge_metadata, static=False)
+USER: Final = _Field(rules.check_id, key=attr.USER_ID, hide=privacy.hide_user_id)
+METADATA: Final = _Field(rules.check_mapping, _merge_metadata, static=False, hide=_hide_metadata)
 TAGS: Final = _Field(rules.check_tags, _add_tags, static=False)
 TEMPLATE: Final = _Field(rules.check_template, _set_template)
 # A version or variables without their template would be read as describing an outer
@@ -359,11 +355,16 @@ class Scope:
             if type(value) is from_arg:
                 from_call = True
             else:
+                # field.accept(), inlined: most fields have no hide step.
                 value = field.check(value, where)
+                if value is not None and field.hide is not None and _privacy.hash_user_ids:
+                    value = field.hide(value, where)
                 if value is None:
                     continue
                 if field.key is not None:  # an id, written without a call
                     static[field.key] = value
+                    if field.marker is not None and _privacy.hash_user_ids:
+                        static[field.marker] = value
                 elif field.static:
                     field.apply(static, _NO_CONTEXT, value)
                 else:
@@ -490,7 +491,7 @@ class Scope:
                     except Exception as exc:  # the user's get= failed: the call itself goes on
                         rules.reject(where, f"reading the value raised {type(exc).__name__}")
                         continue
-                    value = field.check(raw, where)
+                    value = field.accept(raw, where)
                     if value is None:
                         continue
                 field.apply(changes, current, value)
