@@ -1,0 +1,112 @@
+"""The values of a turn: input and output as OpenInference stores them, kind, name, phospho's keys.
+
+Each check follows the input rules (:mod:`spanstamp.rules`): a bad value is left out
+with a warning, or raises in strict mode::
+
+    io_value("hi", "task(input)")        # -> ("hi", "text/plain")
+    io_value({"q": 1}, "task(input)")    # -> ('{"q": 1}', "application/json")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from opentelemetry.context import Context
+
+from spanstamp import attributes as attr
+from spanstamp import rules
+
+TEXT: Final = "text/plain"
+JSON: Final = "application/json"
+#: OpenInference's span kinds.
+KINDS: Final = frozenset(
+    {"CHAIN", "LLM", "TOOL", "RETRIEVER", "RERANKER", "EMBEDDING", "AGENT", "GUARDRAIL", "EVALUATOR", "PROMPT"}
+)
+
+
+def io_value(value: object, where: str) -> tuple[str, str] | None:
+    """An input or output as OpenInference stores it: ``(text, mime type)``, or ``None`` to leave out.
+
+    A str is text; other JSON-safe values (numbers, bools, mappings, lists) become JSON::
+
+        io_value({"q": "hi"}, "task(input)")  # -> ('{"q": "hi"}', "application/json")
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return str.__str__(value), TEXT
+    text = json_text(value, where)
+    return None if text is None else (text, JSON)
+
+
+def json_text(value: object, where: str) -> str | None:
+    """A JSON-safe value (mapping, list, number, bool, str) as strict JSON text, else rejected.
+
+    Nested values JSON cannot hold go through ``str``, as in metadata::
+
+        json_text([1, 2.5, "x"], "task(raw_input)")  # -> '[1, 2.5, "x"]'
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, int, float, Mapping, list, tuple)):
+        rules.reject(where, f"expected a str or a JSON-safe value, got {rules.describe(value)}", TypeError)
+        return None
+    if isinstance(value, Mapping) and not value:
+        return "{}"
+    # The input gate's own JSON rules (str keys, NaN as "nan", str() for the rest).
+    checked = rules.check_mapping({"value": value}, where)
+    return None if checked is None else json.dumps(checked.data["value"], ensure_ascii=False, allow_nan=False)
+
+
+def check_kind(kind: object) -> str:
+    """An OpenInference span kind (upper case), else CHAIN with a warning.
+
+    check_kind("tool")  # -> "TOOL"
+    """
+    if isinstance(kind, str) and kind.strip().upper() in KINDS:
+        return kind.strip().upper()
+    rules.reject(
+        "task(kind)", f"expected one of {', '.join(sorted(KINDS))}, got {rules.describe(kind)}", outcome="CHAIN is used"
+    )
+    return "CHAIN"
+
+
+def check_name(name: object) -> str:
+    """A span name: a non-blank str, else "task" with a warning.
+
+    check_name("answer")  # -> "answer"
+    """
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    rules.reject("task(name)", f"expected a non-blank str, got {rules.describe(name)}", outcome="'task' is used")
+    return "task"
+
+
+def special_metadata(context: Context) -> dict[str, Any]:
+    """The turn-span attributes for phospho's special metadata keys in force (merged with outer scopes).
+
+    special_metadata(get_current())  # -> {"service.version": "1.4"} for metadata {"version_id": "1.4"}
+    """
+    text = context.get(attr.METADATA)
+    if not isinstance(text, str) or (
+        attr.METADATA_SYSTEM_PROMPT_KEY not in text and attr.METADATA_VERSION_KEY not in text
+    ):
+        return {}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    found: dict[str, Any] = {}
+    if isinstance(data, dict):
+        prompt = data.get(attr.METADATA_SYSTEM_PROMPT_KEY)
+        if isinstance(prompt, str) and prompt:
+            # OTel GenAI's shape for system instructions: a list of message parts.
+            found[attr.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(
+                [{"type": "text", "content": prompt}], ensure_ascii=False
+            )
+        version = rules.coerce_id(data.get(attr.METADATA_VERSION_KEY))
+        if version is not None:
+            found[attr.SERVICE_VERSION] = version
+    return found
