@@ -10,6 +10,7 @@ with a warning, or raises in strict mode::
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -110,3 +111,51 @@ def special_metadata(context: Context) -> dict[str, Any]:
         if version is not None:
             found[attr.SERVICE_VERSION] = version
     return found
+
+
+#: Longest name or label (short text) and explanation accepted, in characters.
+MAX_SHORT_TEXT: Final = 256
+MAX_EXPLANATION: Final = 8192
+
+
+def check_text(value: object, where: str, max_length: int = MAX_SHORT_TEXT) -> str | None:
+    """Text with a cap: a str non-blank after stripping (returned stripped), at most ``max_length``.
+
+    Over the cap it is rejected, not cut: a cut label would count as another label::
+
+        check_text(" thumbs_up ", "feedback(label)")  # -> "thumbs_up"
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        rules.reject(where, f"expected a str, got {rules.describe(value)}", TypeError)
+        return None
+    text = str.strip(value)
+    if not text:
+        rules.reject(where, "got an empty or blank str")
+        return None
+    if len(text) > max_length:
+        rules.reject(where, f"got {rules.describe(text)}, over the cap of {max_length}")
+        return None
+    return text
+
+
+def check_score(value: object, where: str) -> int | float | None:
+    """A score: a finite int or float (not a bool), kept as a number.
+
+    check_score(0.8, "feedback(score)")  # -> 0.8
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        rules.reject(where, f"expected a number, got {rules.describe(value)}", TypeError)
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            rules.reject(where, "got a number that is not finite (NaN or infinity)")
+            return None
+        return float.__float__(value)
+    if abs(value) >= 2**63:  # OTLP integers are 64-bit
+        rules.reject(where, "got an int outside the 64-bit range")
+        return None
+    return int.__int__(value)
