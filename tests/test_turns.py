@@ -293,3 +293,24 @@ def test_the_tracer_is_looked_up_per_task_so_a_provider_set_later_is_used() -> N
         assert span.context.span_id == span_context_of("t-after").span_id  # type: ignore[union-attr]
     finally:
         reset_trace_globals()
+
+
+def test_pydantic_models_and_dataclasses_are_recorded_as_their_fields(global_tracing: Tracing) -> None:
+    from dataclasses import dataclass
+
+    from openai.types.chat import ChatCompletionMessage
+
+    @dataclass
+    class Question:
+        text: str
+        lang: str
+
+    @task(input=from_arg("question"))
+    def answer(question: Question) -> ChatCompletionMessage:
+        return ChatCompletionMessage(role="assistant", content=question.text.upper())
+
+    answer(Question("hi", "en"))
+    attrs = _attrs(global_tracing.span("task"))
+    assert json.loads(attrs["input.value"]) == {"text": "hi", "lang": "en"}
+    assert attrs["output.mime_type"] == "application/json"
+    assert json.loads(attrs["output.value"])["content"] == "HI"

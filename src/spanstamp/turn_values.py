@@ -9,6 +9,7 @@ with a warning, or raises in strict mode::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -45,11 +46,15 @@ def io_value(value: object, where: str) -> tuple[str, str] | None:
 def json_text(value: object, where: str) -> str | None:
     """A JSON-safe value (mapping, list, number, bool, str) as strict JSON text, else rejected.
 
-    Nested values JSON cannot hold go through ``str``, as in metadata::
+    Nested values JSON cannot hold go through ``str``, as in metadata. A pydantic model
+    (an OpenAI response) or a dataclass counts as its fields::
 
         json_text([1, 2.5, "x"], "task(raw_input)")  # -> '[1, 2.5, "x"]'
     """
     if value is None:
+        return None
+    value = _plain(value, where)
+    if value is _UNREADABLE:
         return None
     if not isinstance(value, (str, int, float, Mapping, list, tuple)):
         rules.reject(where, f"expected a str or a JSON-safe value, got {rules.describe(value)}", TypeError)
@@ -59,6 +64,23 @@ def json_text(value: object, where: str) -> str | None:
     # The input gate's own JSON rules (str keys, NaN as "nan", str() for the rest).
     checked = rules.check_mapping({"value": value}, where)
     return None if checked is None else json.dumps(checked.data["value"], ensure_ascii=False, allow_nan=False)
+
+
+def _plain(value: object, where: str) -> object:
+    # LLM clients answer with pydantic models (OpenAI's responses); apps use dataclasses.
+    try:
+        dump = getattr(type(value), "model_dump", None)
+        if callable(dump):
+            return dump(value, mode="json")
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+    except Exception as exc:  # a model that cannot dump itself: rejected below
+        rules.reject(where, f"cannot be read ({type(exc).__name__})")
+        return _UNREADABLE
+    return value
+
+
+_UNREADABLE: Final = object()
 
 
 def check_kind(kind: object) -> str:
