@@ -68,7 +68,10 @@ class TaskRun:
 
 
 class Values:
-    """A run's own values: input, raw input and the caller's task id, checked."""
+    """A run's own values: input ``(text, mime type)``, raw input and the caller's task id, checked.
+
+    Values(("hi", "text/plain"), None, "msg-1")
+    """
 
     __slots__ = ("input", "raw_input", "task_id")
 
@@ -79,7 +82,10 @@ class Values:
 
 
 class Chunks:
-    """A stream's str chunks, joined as its output; any other chunk means no output."""
+    """A stream's str chunks, joined as its output; any other chunk means no output.
+
+    chunks.add("Hel"); chunks.add("lo"); chunks.record(run, None)  # output "Hello"
+    """
 
     __slots__ = ("parts",)
 
