@@ -210,3 +210,25 @@ def test_a_phoenix_that_never_answers_does_not_hold_up_the_caller(
             assert flush_feedback(timeout=30)
         assert pending() == 0
     assert any("could not be sent (TimeoutError" in r.getMessage() for r in caplog.records)
+
+
+def test_with_user_ids_hashed_the_turn_and_the_feedback_carry_the_pseudonym_only() -> None:
+    from opentelemetry import trace
+    from opentelemetry.test.globals_test import reset_trace_globals
+
+    from spanstamp import pseudonymize
+
+    key = "k" * 32
+    tracing = Tracing(hash_user_ids=key)
+    reset_trace_globals()
+    trace.set_tracer_provider(tracing.provider)
+    try:
+        with task(input="q", user_id="alice@example.com") as t:
+            pass
+        feedback(t.id, score=1, user_id="alice@example.com")
+    finally:
+        reset_trace_globals()
+    for name in ("task", "feedback"):
+        attrs = _attrs(tracing.span(name))
+        assert "alice@example.com" not in json.dumps(attrs)
+        assert attrs["user.id"] == pseudonymize("alice@example.com", key=key)
