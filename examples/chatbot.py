@@ -1,9 +1,11 @@
 """A small chatbot whose conversations show up as sessions in Phoenix.
 
-Two users take turns chatting with it, several turns each. Each turn is one trace: a root span
-(OpenInference kind CHAIN, the user's message as input, the reply as output: Phoenix's
-session view shows these as a chat) around the real OpenAI client, which OpenInference's
-OpenAI instrumentor traces. spanstamp puts the session and the user on every span.
+Two users take turns chatting with it, several turns each. Each turn is one ``task()``, one
+trace: a root span (OpenInference kind CHAIN, the user's message as input, the reply as
+output: Phoenix's session view shows these as a chat) around the real OpenAI client, which
+OpenInference's OpenAI instrumentor traces. ``session()`` puts the session and the user on
+every span. At the end each user gives feedback on the last answer (``feedback()``, with
+only the turn's id) and leaves (``end_session()``).
 
     phoenix serve                  # another terminal; then open http://127.0.0.1:6006
     python examples/chatbot.py     # project "spanstamp-chatbot" -> Sessions
@@ -22,10 +24,9 @@ from contextlib import contextmanager
 
 from openai import OpenAI
 from openinference.instrumentation.openai import OpenAIInstrumentor
-from opentelemetry.trace import Tracer
 
 import spanstamp
-from spanstamp import from_arg, using_session, using_user
+from spanstamp import Session, end_session, feedback, session, task
 from stub_llm import serve_stub
 
 PHOENIX_URL = "http://127.0.0.1:6006"
@@ -48,40 +49,30 @@ CONVERSATIONS = {
         "Thanks, that's all for today.",
     ],
 }
-
-# OpenInference attribute names (openinference-semantic-conventions spells them too).
-SPAN_KIND, INPUT_VALUE, INPUT_MIME_TYPE, OUTPUT_VALUE, OUTPUT_MIME_TYPE = (
-    "openinference.span.kind",
-    "input.value",
-    "input.mime_type",
-    "output.value",
-    "output.mime_type",
-)
 PROJECT_NAME = "openinference.project.name"
 
 
 class Chatbot:
     """Keeps each conversation's history; one ``reply`` call is one turn, one trace."""
 
-    def __init__(self, client: OpenAI, tracer: Tracer) -> None:
+    def __init__(self, client: OpenAI) -> None:
         self._client = client
-        self._tracer = tracer
         self._histories: dict[str, list[dict[str, str]]] = {}
 
-    # The ids come from each call: every span of the turn (the root span below and the
-    # instrumentor's ChatCompletion span) carries them.
-    @using_session(from_arg("session_id"))
-    @using_user(from_arg("user_id"))
-    def reply(self, session_id: str, user_id: str, text: str) -> str:
-        attributes = {SPAN_KIND: "CHAIN", INPUT_VALUE: text, INPUT_MIME_TYPE: "text/plain"}
-        with self._tracer.start_as_current_span("chat turn", attributes=attributes) as span:
-            history = self._histories.setdefault(session_id, [{"role": "system", "content": SYSTEM_PROMPT}])
+    def reply(self, conversation: Session, text: str) -> tuple[str, str]:
+        """Answer ``text`` in ``conversation``; returns the answer and the turn's task id."""
+        assert conversation.id is not None
+        # The session scope puts the session and the user on every span of the turn: the
+        # task span (kind CHAIN, the message as input, the reply as output: Phoenix's
+        # session view shows these as a chat) and the instrumentor's ChatCompletion span.
+        with conversation, task(input=text, name="chat turn", metadata={"system_prompt": SYSTEM_PROMPT}) as turn:
+            history = self._histories.setdefault(conversation.id, [{"role": "system", "content": SYSTEM_PROMPT}])
             history.append({"role": "user", "content": text})
             completion = self._client.chat.completions.create(model=MODEL, messages=history)
             answer: str = completion.choices[0].message.content or ""
             history.append({"role": "assistant", "content": answer})
-            span.set_attributes({OUTPUT_VALUE: answer, OUTPUT_MIME_TYPE: "text/plain"})
-            return answer
+            turn.set_output(answer, raw_output=completion.model_dump(mode="json"))
+        return answer, turn.id
 
 
 @contextmanager
@@ -103,24 +94,36 @@ def traces_endpoint() -> str | None:
 
 
 def main() -> None:
+    endpoint = traces_endpoint()
     provider = spanstamp.configure(
-        service_name="chatbot", resource_attributes={PROJECT_NAME: PROJECT}, endpoint=traces_endpoint()
+        service_name="chatbot", resource_attributes={PROJECT_NAME: PROJECT}, endpoint=endpoint
     )
+    if endpoint is not None:
+        spanstamp.configure_phoenix(PHOENIX_URL)  # feedback also becomes Phoenix annotations
     OpenAIInstrumentor().instrument(tracer_provider=provider)
-    sessions = {user: spanstamp.new_session_id() for user in CONVERSATIONS}
+    # A new session per user (a fresh id; session.start is recorded on first entry).
+    sessions = {user: session(user_id=user) for user in CONVERSATIONS}
+    last_turn: dict[str, str] = {}
     try:
         with openai_client() as client:
-            bot = Chatbot(client, provider.get_tracer("chatbot"))
+            bot = Chatbot(client)
             for turn in range(max(len(messages) for messages in CONVERSATIONS.values())):
                 for user, messages in CONVERSATIONS.items():
                     if turn < len(messages):
                         print(f"{user}: {messages[turn]}")
-                        print(f"assistant: {bot.reply(sessions[user], user, messages[turn])}")
+                        answer, last_turn[user] = bot.reply(sessions[user], messages[turn])
+                        print(f"assistant: {answer}")
+        # Later, with nothing but the ids kept: each user rates the last answer, and leaves.
+        for user, task_id in last_turn.items():
+            feedback(task_id, score=1, label="thumbs_up", session_id=sessions[user].id, user_id=user)
+            print(f"feedback {user}: thumbs_up on turn {task_id}")
+            end_session(sessions[user].id or "", reason="user_left")
     finally:
         OpenAIInstrumentor().uninstrument()
         provider.shutdown()  # sends what is still queued
-    for user, session_id in sessions.items():
-        print(f"session {session_id} user {user}: {len(CONVERSATIONS[user])} turns")
+        spanstamp.flush_feedback()
+    for user, conversation in sessions.items():
+        print(f"session {conversation.id} user {user}: {len(CONVERSATIONS[user])} turns")
     print(f"Phoenix project {PROJECT!r}: open its Sessions tab.")
 
 

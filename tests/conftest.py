@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,29 @@ def _fresh_rules() -> Iterator[None]:
     from spanstamp import privacy
 
     privacy.load_environment()
+
+
+# --- The global tracer provider (task(), feedback(), session events) ----------------------
+# They use the global provider, which the API sets once per process: each test that needs
+# it gets a fresh one (support.Tracing, in-memory export) and the API's globals are reset
+# after, so other tests still see no provider set.
+
+
+@pytest.fixture
+def global_tracing() -> Iterator[Any]:
+    from opentelemetry import trace
+    from opentelemetry.test.globals_test import reset_trace_globals
+
+    from spanstamp import phoenix_annotations
+    from support import Tracing
+
+    tracing = Tracing()
+    reset_trace_globals()
+    trace.set_tracer_provider(tracing.provider)
+    phoenix_annotations.configure_phoenix(enabled=False)  # a PHOENIX_COLLECTOR_ENDPOINT of the shell is ignored
+    yield tracing
+    reset_trace_globals()
+    phoenix_annotations.reset_phoenix()
+
+
+# --- end of the global tracer provider ---------------------------------------------------

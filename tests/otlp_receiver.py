@@ -77,6 +77,10 @@ class ReceivedSpan:
     parent_span_id: str | None
     dropped_attributes_count: int
     scope_name: str = ""
+    #: Each link as (trace id, span id), lowercase hex.
+    links: tuple[tuple[str, str], ...] = ()
+    #: Each event as (name, attributes).
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ def decode_request(request: trace_service_pb2.ExportTraceServiceRequest) -> list
                         parent_span_id=span.parent_span_id.hex() or None,
                         dropped_attributes_count=span.dropped_attributes_count,
                         scope_name=scope_spans.scope.name,
+                        links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
+                        events=tuple((event.name, decode_attributes(event.attributes)) for event in span.events),
                     )
                 )
     return spans

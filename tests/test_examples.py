@@ -11,6 +11,8 @@ from pathlib import Path
 from otlp_receiver import OtlpHttpReceiver
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# The last message of each conversation in examples/chatbot.py.
+CONVERSATIONS_LAST = {"ada": "What should I pack?", "grace": "Thanks, that's all for today."}
 
 
 def _run(name: str) -> list[tuple[str, str, str]]:
@@ -71,7 +73,8 @@ def test_chatbot_sends_two_sessions_of_chat_turns_over_otlp(http_receiver: OtlpH
     assert len({turn.trace_id for turn in turns}) == 7
     assert all(turn.parent_span_id is None for turn in turns)
     for turn in turns:
-        (llm,) = [span for span in spans if span.trace_id == turn.trace_id and span is not turn]
+        others = [span for span in spans if span.trace_id == turn.trace_id and span is not turn]
+        (llm,) = [span for span in others if span.name != "feedback"]
         assert (llm.name, llm.parent_span_id) == ("ChatCompletion", turn.span_id)
         for span in (turn, llm):
             assert span.resource["openinference.project.name"] == "chatbot-test"
@@ -82,3 +85,17 @@ def test_chatbot_sends_two_sessions_of_chat_turns_over_otlp(http_receiver: OtlpH
     assert by_user["ada"][0] == "Hi, I'm Ada. Can you help me plan a weekend trip?"
     assert [len(by_user["ada"]), len(by_user["grace"])] == [3, 4]
     assert by_user["grace"][-1] == "Thanks, that's all for today."
+
+    # Each user's feedback on the last turn: a child of that turn's span, linked to it.
+    feedbacks = {span.attributes["user.id"]: span for span in spans if span.name == "feedback"}
+    assert sorted(feedbacks) == ["ada", "grace"]
+    for user, carrier in feedbacks.items():
+        (last,) = [t for t in turns if t.attributes["input.value"] == CONVERSATIONS_LAST[user]]
+        assert carrier.links == ((last.trace_id, last.span_id),)
+        assert carrier.parent_span_id == last.span_id
+        assert carrier.attributes["gen_ai.evaluation.score.label"] == "thumbs_up"
+        assert carrier.attributes["session.id"] == users[user]
+    # The lifecycle: one session.start and one session.end per session, on spans of their own.
+    for name in ("session.start", "session.end"):
+        events = sorted(event[1]["session.id"] for span in spans if span.name == name for event in span.events)
+        assert events == sorted(users.values())

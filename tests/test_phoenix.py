@@ -138,7 +138,12 @@ def _sessions(url: str) -> dict[str, dict[str, Any]]:
 
 
 def test_the_chatbots_two_conversations_are_two_phoenix_sessions(phoenix_url: str) -> None:
-    env = _clean_env() | {"OTEL_EXPORTER_OTLP_ENDPOINT": phoenix_url, "PHOENIX_PROJECT_NAME": PROJECT}
+    env = _clean_env() | {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": phoenix_url,
+        "PHOENIX_PROJECT_NAME": PROJECT,
+        # Phoenix's own variable: spanstamp also writes feedback as Phoenix annotations.
+        "PHOENIX_COLLECTOR_ENDPOINT": phoenix_url,
+    }
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "chatbot.py")],
         capture_output=True,
@@ -167,3 +172,31 @@ def test_the_chatbots_two_conversations_are_two_phoenix_sessions(phoenix_url: st
         assert session["numTraces"] == turns
         assert session["firstInput"]["value"] == first_input
         assert session["lastOutput"]["value"] == last_output
+
+    # The feedback (session.start / session.end and feedback spans add no trace to a session,
+    # as the counts above show) is an annotation of the last turn's span, the session's end
+    # an annotation of the session.
+    rated = dict(re.findall(r"^feedback (\S+): thumbs_up on turn (\S+)$", result.stdout, re.M))
+    assert sorted(rated) == sorted(EXPECTED)
+    for user, task_id in rated.items():
+        span_id = task_id.rsplit("-", 1)[1]  # a generated task id ends with the span id
+        annotations = _until_found(f"{phoenix_url}/v1/projects/{PROJECT}/span_annotations?span_ids={span_id}")
+        (annotation,) = annotations
+        assert annotation["name"] == "user_feedback"
+        assert annotation["annotator_kind"] == "HUMAN"
+        assert annotation["result"]["label"] == "thumbs_up"
+        assert annotation["result"]["score"] == 1
+        assert annotation["identifier"] == "spanstamp"
+        ended = _until_found(f"{phoenix_url}/v1/projects/{PROJECT}/session_annotations?session_ids={session_of[user]}")
+        assert [(a["name"], a["result"]["label"]) for a in ended] == [("session_end", "user_left")]
+
+
+def _until_found(url: str) -> list[dict[str, Any]]:
+    """GET a list of annotations, until Phoenix has written some (it inserts in the background)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            data: list[dict[str, Any]] = json.load(response)["data"]
+        if data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)

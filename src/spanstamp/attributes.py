@@ -65,27 +65,82 @@ OUTPUT_VALUE: Final = "output.value"
 OUTPUT_MIME_TYPE: Final = "output.mime_type"
 #: The id of a turn (phospho's task) on the span ``task()`` starts; feedback names it.
 TASK_ID: Final = "spanstamp.task.id"
+#: phospho's raw data of a turn, as JSON text (no OpenInference or OTel name exists).
+TASK_RAW_INPUT: Final = "spanstamp.task.raw_input"
+TASK_RAW_OUTPUT: Final = "spanstamp.task.raw_output"
+#: phospho's special metadata keys on the turn's span: ``system_prompt`` becomes the OTel
+#: GenAI system instructions (a JSON list of text parts), ``version_id`` the version of
+#: the application (``service.version``, as a span attribute of the turn).
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+SERVICE_VERSION: Final = "service.version"
+METADATA_SYSTEM_PROMPT_KEY: Final = "system_prompt"
+METADATA_VERSION_KEY: Final = "version_id"
+
+# --- Feedback: OTel GenAI evaluation attributes and event, OpenInference's annotation --
+GEN_AI_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"  # the event's name
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+# OpenInference's post-hoc feedback: one carrier span, one result, flattened at index 0.
+ANNOTATION_NAME: Final = "annotations.0.annotation.name"
+ANNOTATION_SCORE: Final = "annotations.0.annotation.score"
+ANNOTATION_LABEL: Final = "annotations.0.annotation.label"
+ANNOTATION_EXPLANATION: Final = "annotations.0.annotation.explanation"
+ANNOTATION_ANNOTATOR_KIND: Final = "annotations.0.annotation.annotator_kind"
+ANNOTATION_IDENTIFIER: Final = "annotations.0.annotation.identifier"
+#: The task id a feedback span judges (the task span itself carries ``spanstamp.task.id``).
+FEEDBACK_TASK_ID: Final = "spanstamp.feedback.task_id"
+
+# --- The session lifecycle: OTel's session events, on spans of their own -------------
+SESSION_PREVIOUS_ID: Final = "session.previous_id"
+SESSION_START_EVENT: Final = "session.start"
+SESSION_END_EVENT: Final = "session.end"
+#: Why a session ended (``end_session(reason=...)``); OTel defines no name for it.
+SESSION_END_REASON: Final = "spanstamp.session.end_reason"
 
 # Values under these keys are identifiers: a str on the span, never anything else.
 ID_ATTRIBUTES: Final = frozenset({SESSION_ID, USER_ID, PROMPT_TEMPLATE_VERSION})
 
 __all__ = [
+    "ANNOTATION_ANNOTATOR_KIND",
+    "ANNOTATION_EXPLANATION",
+    "ANNOTATION_IDENTIFIER",
+    "ANNOTATION_LABEL",
+    "ANNOTATION_NAME",
+    "ANNOTATION_SCORE",
     "CONTEXT_ATTRIBUTES",
+    "FEEDBACK_TASK_ID",
     "GEN_AI_CONVERSATION_ID",
+    "GEN_AI_EVALUATION_EXPLANATION",
+    "GEN_AI_EVALUATION_NAME",
+    "GEN_AI_EVALUATION_RESULT",
+    "GEN_AI_EVALUATION_SCORE_LABEL",
+    "GEN_AI_EVALUATION_SCORE_VALUE",
+    "GEN_AI_SYSTEM_INSTRUCTIONS",
     "ID_ATTRIBUTES",
     "INPUT_MIME_TYPE",
     "INPUT_VALUE",
     "METADATA",
     "METADATA_SESSION_KEYS",
+    "METADATA_SYSTEM_PROMPT_KEY",
     "METADATA_USER_KEYS",
+    "METADATA_VERSION_KEY",
     "OUTPUT_MIME_TYPE",
     "OUTPUT_VALUE",
     "PROMPT_TEMPLATE",
     "PROMPT_TEMPLATE_VARIABLES",
     "PROMPT_TEMPLATE_VERSION",
+    "SERVICE_VERSION",
+    "SESSION_END_EVENT",
+    "SESSION_END_REASON",
     "SESSION_ID",
+    "SESSION_PREVIOUS_ID",
+    "SESSION_START_EVENT",
     "SPAN_KIND",
     "TAG_TAGS",
     "TASK_ID",
+    "TASK_RAW_INPUT",
+    "TASK_RAW_OUTPUT",
     "USER_ID",
 ]
