@@ -76,8 +76,8 @@ def test_the_quickstart_snippet_as_written_exports_spans_with_session_and_user(
     assert result.returncode == 0, result.stderr
     # The batch processor is flushed at exit: the spans are in once the process is gone.
     spans = http_receiver.spans
-    assert [span.name for span in spans] == ["ChatCompletion"]
-    (span,) = spans
-    assert re.fullmatch(r"[0-9a-f-]{36}", span.attributes["session.id"])
-    assert span.attributes["user.id"] == "user-42"
-    assert span.resource["service.name"] == "chatbot"
+    assert "ChatCompletion" in [span.name for span in spans]  # OpenInference's span of the OpenAI call
+    (session_id,) = {span.attributes.get("session.id") for span in spans}
+    assert re.fullmatch(r"[0-9a-f-]{36}", session_id)
+    assert {span.attributes.get("user.id") for span in spans} == {"user-42"}
+    assert {span.resource["service.name"] for span in spans} == {"chatbot"}
