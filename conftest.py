@@ -11,11 +11,12 @@ from __future__ import annotations
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-from doc_namespace import setup_docs, setup_readme, teardown
+from doc_namespace import Page, setup_docs, setup_readme, teardown
 
 _PARSERS = [PythonCodeBlockParser(), SkipParser()]
+_PAGES = {".md": Page}
 
 pytest_collect_file = (
-    Sybil(parsers=_PARSERS, patterns=["README.md"], setup=setup_readme, teardown=teardown, name="readme")
-    + Sybil(parsers=_PARSERS, patterns=["docs/*.md"], setup=setup_docs, teardown=teardown, name="docs")
+    Sybil(_PARSERS, patterns=["README.md"], setup=setup_readme, teardown=teardown, document_types=_PAGES, name="readme")
+    + Sybil(_PARSERS, patterns=["docs/*.md"], setup=setup_docs, teardown=teardown, document_types=_PAGES, name="docs")
 ).pytest()

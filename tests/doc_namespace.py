@@ -11,6 +11,7 @@ exporter at the receiver. The docs (not the README, whose quickstart sets up its
 also get the names their snippets take as given::
 
     client            # openai.OpenAI against the stub, traced by OpenInference's instrumentor
+                      # (unless the page names OpenAIInstrumentor: then it sets that up itself)
     conversation_id   # "conv-42"
     user_id           # "user-7"
     question, messages, model
@@ -29,6 +30,7 @@ from __future__ import annotations
 import importlib
 import os
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -37,6 +39,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
+from sybil import Document
 
 from llm_stack import serve_stub
 from otlp_receiver import OtlpHttpReceiver
@@ -57,9 +60,12 @@ def setup_docs(namespace: dict[str, Any]) -> None:
     from openinference.instrumentation.openai import OpenAIInstrumentor
 
     state = _start(namespace)
-    # No tracer provider given: the instrumentor's tracer follows the global provider, so a
-    # page that calls spanstamp.configure() sees its client's spans in that pipeline.
-    OpenAIInstrumentor().instrument()
+    # A page that sets up this instrumentor itself (with a provider of its own, say) gets
+    # it as it asks: instrument() on an instrumented singleton would be a silent no-op.
+    if "OpenAIInstrumentor" not in Path(namespace["__file__"]).read_text():
+        # No tracer provider given: the instrumentor's tracer follows the global provider,
+        # so a page that calls spanstamp.configure() sees its client's spans there.
+        OpenAIInstrumentor().instrument()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -75,6 +81,14 @@ def setup_docs(namespace: dict[str, Any]) -> None:
         exporter=exporter,
         receiver=state["receiver"],
     )
+
+
+class Page(Document):
+    """A Markdown page whose namespace knows its file (``__file__``), as a module's does."""
+
+    def __init__(self, text: str, path: str) -> None:
+        super().__init__(text, path)
+        self.namespace["__file__"] = path
 
 
 def teardown(namespace: dict[str, Any]) -> None:
