@@ -231,6 +231,7 @@ class SessionSpanProcessor(SpanProcessor):
         return found
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Stamp the context's attributes on ``span`` (the SDK calls this; it never raises)."""
         try:
             current = get_current()
             watch = self._watch
@@ -338,6 +339,7 @@ class SessionSpanProcessor(SpanProcessor):
             self._downstream._on_ending(span)
 
     def on_end(self, span: ReadableSpan) -> None:
+        """Put back evicted ids and hand ``span`` to the downstream processor, if there is one."""
         if self._open is not None and span.context is not None:
             self._open.pop(span.context.span_id, None)
         downstream = self._downstream
@@ -354,6 +356,7 @@ class SessionSpanProcessor(SpanProcessor):
         downstream.on_end(span)
 
     def shutdown(self) -> None:
+        """Release what this processor holds and shut its downstream processor down."""
         if self._open is not None:
             from spanstamp.integrations.openai import release_user_ids
 
@@ -362,6 +365,7 @@ class SessionSpanProcessor(SpanProcessor):
             self._downstream.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the downstream processor; without one there is nothing to flush."""
         if self._downstream is not None:
             return self._downstream.force_flush(timeout_millis)
         return True

@@ -89,6 +89,7 @@ class SessionIdRatioBased(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
+        """Keep or drop by the session id in force; without one, by the trace id (the SDK calls this)."""
         try:
             session_id = current_session_id(parent_context)
             if session_id is None:
@@ -105,6 +106,7 @@ class SessionIdRatioBased(Sampler):
             return self._by_trace_id.should_sample(parent_context, trace_id, name, kind, attributes, links)
 
     def get_description(self) -> str:
+        """The sampler's name and ratio, as the SDK's samplers describe themselves."""
         return f"SessionIdRatioBased{{{self._ratio}}}"
 
     def _report_failure(self) -> None:

@@ -93,6 +93,7 @@ class Chunks:
         self.parts: list[str] | None = []
 
     def add(self, item: object) -> None:
+        """Keep one chunk the stream sent."""
         if self.parts is not None:
             if isinstance(item, str):
                 self.parts.append(item)
@@ -100,6 +101,7 @@ class Chunks:
                 self.parts = None  # not text: nothing is kept, however long the stream
 
     def record(self, run: TaskRun, error: BaseException | None) -> None:
+        """Set the joined text as the turn's output, unless the stream failed."""
         # A stream closed early (GeneratorExit) still shows what it sent.
         if self.parts and (error is None or isinstance(error, GeneratorExit)):
             run.set_output("".join(self.parts))
