@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from spanstamp.attributes import SESSION_ID, USER_ID
+
 # The full distribution, not just the ``mlflow`` module: mlflow-skinny and mlflow-tracing
 # provide the module without the server. Not imported here: ``import mlflow`` starts its
 # telemetry client, which the test turns off first (see _client below).
@@ -60,8 +62,12 @@ def _free_port() -> int:
 
 
 def _clean_env() -> dict[str, str]:
-    """This process's environment without variables that would point MLflow, OTLP or OpenAI elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_", "OPENAI_"))}
+    """This process's environment without variables that would point MLflow, OTLP or OpenAI elsewhere.
+
+    Without SPANSTAMP_* too: a developer's settings (hashed user ids, say) would change the ids.
+    """
+    prefixes = ("MLFLOW_", "OTEL_", "OPENAI_", "SPANSTAMP_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
 
 
 def _stop_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -179,7 +185,7 @@ def test_the_chatbots_traces_are_found_by_session_and_by_user(mlflow_url: str, m
     session_of = {user: sid for sid, user in re.findall(r"^session (\S+) user (\S+): \d+ turns$", result.stdout, re.M)}
     assert sorted(session_of) == sorted(EXPECTED_TURNS)
 
-    # The OTLP handler stores spans before it answers; polling only guards a slow disk.
+    # The OTLP handler awaits the store before it answers; polling only guards a slow disk.
     expected_traces = sum(EXPECTED_TURNS.values())
     deadline = time.monotonic() + 60
     traces = _search(client, experiment_id)
@@ -199,7 +205,7 @@ def test_the_chatbots_traces_are_found_by_session_and_by_user(mlflow_url: str, m
         # Every span, the app's own "chat turn" root as well as the instrumentor's LLM span
         # (OpenInference would stamp only the latter): the ids are spanstamp's.
         stamped = {
-            (span.name, span.attributes.get("session.id"), span.attributes.get("user.id"))
+            (span.name, span.attributes.get(SESSION_ID), span.attributes.get(USER_ID))
             for trace in by_session
             for span in trace.data.spans
         }
