@@ -48,6 +48,7 @@ class ProcessorOptions(TypedDict, total=False):
     trust_baggage: bool | Iterable[str] | None
     baggage_max_length: int | None
     hash_user_ids: bool | str | bytes | None
+    fill_traces: bool | None
 
 
 def install(tracer_provider: Any = None, **options: Unpack[ProcessorOptions]) -> SessionSpanProcessor:
