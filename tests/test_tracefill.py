@@ -281,6 +281,7 @@ def test_a_task_that_is_the_root_is_left_as_it_is_and_batches_get_no_copy() -> N
 def test_spans_past_the_per_trace_limit_go_on_unfilled_at_once() -> None:
     pipeline = Pipeline(wrap=True, max_spans_per_trace=3)
     assert pipeline.filler is not None
+    assert pipeline.processor._downstream is pipeline.filler  # one given is not wrapped again
     with pipeline.tracer.start_as_current_span("POST /chat"):
         for number in range(6):
             with pipeline.tracer.start_as_current_span(f"early {number}"):

@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Final
 
 from opentelemetry.context import Context
@@ -25,7 +25,7 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import rules
-from spanstamp._spans import copy_with
+from spanstamp._traces import LocalTrace, fill, weight
 
 FILL_TRACES_ENV: Final = "SPANSTAMP_FILL_TRACES"
 
@@ -35,29 +35,6 @@ DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_S: Final = 120.0
 # Decisions kept for spans that end after their local root (a background task's).
 _MAX_DECIDED: Final = 4096
-# What a held span costs beyond its attribute values (objects, ids, times), estimated.
-_SPAN_OVERHEAD: Final = 1024
-_SEVERAL: Final = object()
-# A turn's input and output reach the local root as value and mime type together.
-_INPUT: Final = (attr.INPUT_VALUE, attr.INPUT_MIME_TYPE)
-_OUTPUT: Final = (attr.OUTPUT_VALUE, attr.OUTPUT_MIME_TYPE)
-
-
-class _Trace:
-    """What is known of one open local trace: its roots, held spans and the values seen."""
-
-    __slots__ = ("bytes", "held", "input", "open_roots", "output", "roots", "started", "values")
-
-    def __init__(self, root_id: int, started: float) -> None:
-        self.open_roots = {root_id}
-        self.roots = {root_id}
-        self.started = started
-        self.held: list[ReadableSpan] = []
-        self.bytes = 0
-        self.values: dict[str, object] = {}  # key -> the one value seen, or _SEVERAL
-        # (time, {value key: value, mime key: mime}) of the first task's input, last task's output.
-        self.input: tuple[int, dict[str, AttributeValue]] | None = None
-        self.output: tuple[int, dict[str, AttributeValue]] | None = None
 
 
 class TraceFillProcessor(SpanProcessor):
@@ -95,7 +72,7 @@ class TraceFillProcessor(SpanProcessor):
         self._max_bytes = _positive("max_bytes", max_bytes, DEFAULT_MAX_BYTES)
         self._max_age = float(_positive("max_age", max_age, DEFAULT_MAX_AGE_S))
         self._lock = threading.Lock()
-        self._open: dict[int, _Trace] = {}  # by trace id, oldest root first
+        self._open: dict[int, LocalTrace] = {}  # by trace id, oldest root first
         self._decided: OrderedDict[int, dict[str, AttributeValue]] = OrderedDict()
         self._bytes = 0
         self._shut = False
@@ -183,7 +160,7 @@ class TraceFillProcessor(SpanProcessor):
                 return
             expired = self._expire(now) if len(self._open) >= self._max_traces else []
             if len(self._open) < self._max_traces:
-                self._open[context.trace_id] = _Trace(context.span_id, now)
+                self._open[context.trace_id] = LocalTrace(context.span_id, now)
             else:
                 self._warn("max_traces", f"{self._max_traces} traces are open")
         self._pass_on(expired)
@@ -198,9 +175,9 @@ class TraceFillProcessor(SpanProcessor):
             trace = self._open.get(context.trace_id)
             if trace is None:
                 fills = self._decided.get(context.trace_id)
-                ready.append(_fill(span, fills, None) if fills else span)
+                ready.append(fill(span, fills, None) if fills else span)
                 return ready
-            self._note(trace, span)
+            trace.note(span, self._keys)
             trace.open_roots.discard(context.span_id)
             if trace.open_roots:
                 if not self._hold(trace, span):
@@ -212,48 +189,29 @@ class TraceFillProcessor(SpanProcessor):
         # Copies are built outside the lock: other threads' spans need not wait for them.
         for ended in [*trace.held, span]:
             root = ended.context is not None and ended.context.span_id in trace.roots
-            ready.append(_fill(ended, fills, copied if root else None))
+            ready.append(fill(ended, fills, copied if root else None))
         return ready
 
-    def _note(self, trace: _Trace, span: ReadableSpan) -> None:
-        attributes = span.attributes or {}
-        values = trace.values
-        for key in self._keys:
-            value = attributes.get(key)
-            if type(value) is str and value:
-                seen = values.setdefault(key, value)
-                if seen is not value and seen != value:
-                    values[key] = _SEVERAL
-        if attr.TASK_ID in attributes:
-            start, end = span.start_time or 0, span.end_time or 0
-            if attr.INPUT_VALUE in attributes and (trace.input is None or start < trace.input[0]):
-                trace.input = (start, _pair(attributes, _INPUT))
-            if attr.OUTPUT_VALUE in attributes and (trace.output is None or end >= trace.output[0]):
-                trace.output = (end, _pair(attributes, _OUTPUT))
-
-    def _hold(self, trace: _Trace, span: ReadableSpan) -> bool:
+    def _hold(self, trace: LocalTrace, span: ReadableSpan) -> bool:
         if len(trace.held) >= self._max_spans:
             self._warn("max_spans_per_trace", f"a trace has {self._max_spans} spans waiting for its root")
             return False
-        weight = _weight(span)
-        if self._bytes + weight > self._max_bytes:
+        size = weight(span)
+        if self._bytes + size > self._max_bytes:
             self._warn("max_bytes", f"held spans reach {self._max_bytes} bytes")
             return False
         trace.held.append(span)
-        trace.bytes += weight
-        self._bytes += weight
+        trace.bytes += size
+        self._bytes += size
         return True
 
-    def _decide(self, trace_id: int, trace: _Trace) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
+    def _decide(self, trace_id: int, trace: LocalTrace) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
         """What to fill on every span, and what to copy onto the roots (lock held)."""
-        if trace.values.get(attr.SESSION_ID) is _SEVERAL:  # a batch job: never guess
-            return {}, {}
-        fills: dict[str, AttributeValue] = {key: value for key, value in trace.values.items() if isinstance(value, str)}
-        if fills:  # for spans that end after their root
+        fills, copied = trace.decision()
+        if fills:  # kept for spans that end after their root
             if len(self._decided) >= _MAX_DECIDED:
                 self._decided.popitem(last=False)
             self._decided[trace_id] = fills
-        copied = {**(trace.input[1] if trace.input else {}), **(trace.output[1] if trace.output else {})}
         return fills, copied
 
     def _expire(self, now: float) -> list[ReadableSpan]:
@@ -290,7 +248,11 @@ class TraceFillProcessor(SpanProcessor):
         if limit not in self._warned:
             self._warned.add(limit)
             rules.logger.warning(
-                "trace filling: %s (the %s limit); spans past it are exported without filled ids", what, limit
+                "trace filling: %s (the %s limit); spans past it are exported without filled ids "
+                "(where long or large traces are normal, fill_traces=False or %s=0 turns filling off)",
+                what,
+                limit,
+                FILL_TRACES_ENV,
             )
 
     def _report_failure(self) -> None:
@@ -330,55 +292,6 @@ def wrap(downstream: SpanProcessor | None, fill_traces: bool | None, keys: Itera
     if not fill_traces or isinstance(downstream, TraceFillProcessor):
         return downstream
     return TraceFillProcessor(downstream, keys=keys)
-
-
-def _fill(
-    span: ReadableSpan, fills: dict[str, AttributeValue], copied: dict[str, AttributeValue] | None
-) -> ReadableSpan:
-    """``span`` with the values it lacks (and, on a root, the turn's input/output)."""
-    try:
-        present = span.attributes or {}
-        missing = {key: value for key, value in fills.items() if key not in present}
-        if copied:
-            for value_key, mime_key in (_INPUT, _OUTPUT):
-                if value_key not in present and value_key in copied:
-                    missing[value_key] = copied[value_key]
-                    if mime_key in copied and mime_key not in present:
-                        missing[mime_key] = copied[mime_key]
-        return copy_with(span, missing) if missing else span
-    except Exception:  # a span the SDK did not build; it goes on as it is
-        rules.logger.debug("trace filling could not copy a span", exc_info=True)
-        return span
-
-
-def _pair(attributes: Mapping[str, AttributeValue], keys: tuple[str, str]) -> dict[str, AttributeValue]:
-    found: dict[str, AttributeValue] = {}
-    for key in keys:
-        value = attributes.get(key)
-        if value is not None:
-            found[key] = value
-    return found
-
-
-def _weight(span: ReadableSpan) -> int:
-    """An estimate of what holding ``span`` costs, in bytes: its values and a fixed overhead."""
-    size = _SPAN_OVERHEAD + _size(span.attributes)
-    for event in span.events:
-        size += 128 + _size(event.attributes)
-    return size + 128 * len(span.links)
-
-
-def _size(attributes: Mapping[str, object] | None) -> int:
-    if not attributes:
-        return 0
-    size = 0
-    for key, value in attributes.items():
-        size += 64 + len(key)
-        if isinstance(value, (str, bytes)):
-            size += len(value)
-        elif isinstance(value, (tuple, list)):
-            size += sum(len(item) + 16 if isinstance(item, (str, bytes)) else 16 for item in value)
-    return size
 
 
 def _positive(name: str, value: object, default: int | float) -> int | float:
