@@ -309,6 +309,20 @@ def test_held_bytes_stay_within_the_limit() -> None:
     assert len(pipeline.spans()) == 51
 
 
+def test_a_task_input_too_large_to_keep_is_not_copied() -> None:
+    pipeline = Pipeline(wrap=True, max_bytes=20_000)
+    assert pipeline.filler is not None
+    with pipeline.tracer.start_as_current_span("POST /chat"):
+        with using_session("s-1"):
+            _task(pipeline, "turn", "q" * 50_000, "a")
+        assert pipeline.filler.held_bytes <= 20_000
+    root = _attributes(pipeline, "POST /chat")
+    assert OUTPUT_VALUE not in root  # no half copy: the trace keeps none once past the limit
+    assert INPUT_VALUE not in root
+    assert root[SESSION_ID] == "s-1"
+    assert pipeline.filler.held_bytes == 0
+
+
 def test_traces_past_the_open_trace_limit_are_not_held() -> None:
     pipeline = Pipeline(wrap=True, max_traces=2)
     assert pipeline.filler is not None

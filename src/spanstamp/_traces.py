@@ -27,7 +27,18 @@ _OUTPUT: Final = (attr.OUTPUT_VALUE, attr.OUTPUT_MIME_TYPE)
 class LocalTrace:
     """What is known of one open local trace: its roots, held spans and the values seen."""
 
-    __slots__ = ("bytes", "held", "input", "open_roots", "output", "roots", "started", "values")
+    __slots__ = (
+        "bytes",
+        "copy_bytes",
+        "copy_off",
+        "held",
+        "input",
+        "open_roots",
+        "output",
+        "roots",
+        "started",
+        "values",
+    )
 
     def __init__(self, root_id: int, started: float) -> None:
         self.open_roots = {root_id}
@@ -39,9 +50,14 @@ class LocalTrace:
         # (time, {value key: value, mime key: mime}) of the first task's input, last task's output.
         self.input: tuple[int, dict[str, AttributeValue]] | None = None
         self.output: tuple[int, dict[str, AttributeValue]] | None = None
+        self.copy_bytes = 0  # what keeping that input and output costs, estimated
+        self.copy_off = False
 
-    def note(self, span: ReadableSpan, keys: Iterable[str]) -> None:
-        """Record the ids ``span`` carries and, for a task's span, its input and output."""
+    def note(self, span: ReadableSpan, keys: Iterable[str]) -> int:
+        """Record the ids ``span`` carries and, for a task's span, its input and output.
+
+        Returns by how many bytes (estimated) what the trace keeps for the copy grew.
+        """
         attributes = span.attributes or {}
         values = self.values
         for key in keys:
@@ -50,12 +66,22 @@ class LocalTrace:
                 seen = values.setdefault(key, value)
                 if seen is not value and seen != value:
                     values[key] = _SEVERAL
-        if attr.TASK_ID in attributes:
-            start, end = span.start_time or 0, span.end_time or 0
-            if attr.INPUT_VALUE in attributes and (self.input is None or start < self.input[0]):
-                self.input = (start, _pair(attributes, _INPUT))
-            if attr.OUTPUT_VALUE in attributes and (self.output is None or end >= self.output[0]):
-                self.output = (end, _pair(attributes, _OUTPUT))
+        if attr.TASK_ID not in attributes or self.copy_off:
+            return 0
+        start, end = span.start_time or 0, span.end_time or 0
+        if attr.INPUT_VALUE in attributes and (self.input is None or start < self.input[0]):
+            self.input = (start, _pair(attributes, _INPUT))
+        if attr.OUTPUT_VALUE in attributes and (self.output is None or end >= self.output[0]):
+            self.output = (end, _pair(attributes, _OUTPUT))
+        before, self.copy_bytes = self.copy_bytes, sum(_size(kept[1]) for kept in (self.input, self.output) if kept)
+        return self.copy_bytes - before
+
+    def drop_copy(self) -> int:
+        """Give up the root copy for this trace; returns the bytes that frees."""
+        freed, self.copy_bytes = self.copy_bytes, 0
+        self.input = self.output = None
+        self.copy_off = True
+        return freed
 
     def decision(self) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
         """The values to fill on every span, and the input/output to copy onto the roots."""

@@ -177,20 +177,28 @@ class TraceFillProcessor(SpanProcessor):
                 fills = self._decided.get(context.trace_id)
                 ready.append(fill(span, fills, None) if fills else span)
                 return ready
-            trace.note(span, self._keys)
+            self._keep_copy(trace, trace.note(span, self._keys))
             trace.open_roots.discard(context.span_id)
             if trace.open_roots:
                 if not self._hold(trace, span):
                     ready.append(span)
                 return ready
             del self._open[context.trace_id]
-            self._bytes -= trace.bytes
+            self._bytes -= trace.bytes + trace.copy_bytes
             fills, copied = self._decide(context.trace_id, trace)
         # Copies are built outside the lock: other threads' spans need not wait for them.
         for ended in [*trace.held, span]:
             root = ended.context is not None and ended.context.span_id in trace.roots
             ready.append(fill(ended, fills, copied if root else None))
         return ready
+
+    def _keep_copy(self, trace: LocalTrace, grown: int) -> None:
+        """Count what a trace keeps for the root copy; past ``max_bytes`` it keeps nothing."""
+        if grown > 0 and self._bytes + grown > self._max_bytes:
+            self._bytes -= trace.drop_copy() - grown
+            self._warn("max_bytes", f"held spans reach {self._max_bytes} bytes")
+        else:
+            self._bytes += grown
 
     def _hold(self, trace: LocalTrace, span: ReadableSpan) -> bool:
         if len(trace.held) >= self._max_spans:
@@ -222,7 +230,7 @@ class TraceFillProcessor(SpanProcessor):
             if now - trace.started <= self._max_age:
                 break
             del self._open[trace_id]
-            self._bytes -= trace.bytes
+            self._bytes -= trace.bytes + trace.copy_bytes
             released.extend(trace.held)
             self._warn("max_age", f"a trace's root has not ended {self._max_age:g} s after it started")
         return released
@@ -232,11 +240,13 @@ class TraceFillProcessor(SpanProcessor):
             released = [span for trace in self._open.values() for span in trace.held]
             for trace in self._open.values():
                 trace.held, trace.bytes = [], 0
-            self._bytes = 0
+            # What open traces keep for the root copy stays, and stays counted.
+            self._bytes = sum(trace.copy_bytes for trace in self._open.values())
             if forget:
                 self._shut = True
                 self._open.clear()
                 self._decided.clear()
+                self._bytes = 0
         return released
 
     def _forget(self) -> None:
