@@ -14,7 +14,7 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import rules
-from spanstamp._spans import copy_with
+from spanstamp._spans import attributes_of, copy_with
 
 # What a held span costs beyond its attribute values (objects, ids, times), estimated.
 _SPAN_OVERHEAD: Final = 1024
@@ -53,28 +53,32 @@ class LocalTrace:
         self.copy_bytes = 0  # what keeping that input and output costs, estimated
         self.copy_off = False
 
-    def note(self, span: ReadableSpan, keys: Iterable[str]) -> int:
+    def note(self, span: ReadableSpan, keys: Iterable[str]) -> tuple[bool, int]:
         """Record the ids ``span`` carries and, for a task's span, its input and output.
 
-        Returns by how many bytes (estimated) what the trace keeps for the copy grew.
+        Returns whether the span lacks one of ``keys``, and by how many bytes (estimated)
+        what the trace keeps for the root copy grew.
         """
-        attributes = span.attributes or {}
+        attributes = attributes_of(span)
         values = self.values
+        lacks = False
         for key in keys:
             value = attributes.get(key)
-            if type(value) is str and value:
+            if value is None:
+                lacks = True
+            elif type(value) is str and value:
                 seen = values.setdefault(key, value)
                 if seen is not value and seen != value:
                     values[key] = _SEVERAL
         if attr.TASK_ID not in attributes or self.copy_off:
-            return 0
+            return lacks, 0
         start, end = span.start_time or 0, span.end_time or 0
         if attr.INPUT_VALUE in attributes and (self.input is None or start < self.input[0]):
             self.input = (start, _pair(attributes, _INPUT))
         if attr.OUTPUT_VALUE in attributes and (self.output is None or end >= self.output[0]):
             self.output = (end, _pair(attributes, _OUTPUT))
         before, self.copy_bytes = self.copy_bytes, sum(_size(kept[1]) for kept in (self.input, self.output) if kept)
-        return self.copy_bytes - before
+        return lacks, self.copy_bytes - before
 
     def drop_copy(self) -> int:
         """Give up the root copy for this trace; returns the bytes that frees."""
@@ -98,7 +102,7 @@ def fill(
 ) -> ReadableSpan:
     """``span`` with the values it lacks (and, on a root, the turn's input/output)."""
     try:
-        present = span.attributes or {}
+        present = attributes_of(span)
         missing = {key: value for key, value in fills.items() if key not in present}
         if copied:
             for value_key, mime_key in (_INPUT, _OUTPUT):
@@ -123,19 +127,19 @@ def _pair(attributes: Mapping[str, AttributeValue], keys: tuple[str, str]) -> di
 
 def weight(span: ReadableSpan) -> int:
     """An estimate of what holding ``span`` costs, in bytes: its values and a fixed overhead."""
-    size = _SPAN_OVERHEAD + _size(span.attributes)
-    for event in span.events:
+    size = _SPAN_OVERHEAD + _size(attributes_of(span))
+    for event in getattr(span, "_events", None) or ():
         size += 128 + _size(event.attributes)
-    return size + 128 * len(span.links)
+    return size + 128 * len(getattr(span, "_links", None) or ())
 
 
 def _size(attributes: Mapping[str, object] | None) -> int:
     if not attributes:
         return 0
-    size = 0
-    for key, value in attributes.items():
-        size += 64 + len(key)
-        if isinstance(value, (str, bytes)):
+    # Keys are short and shared; values are what grows (prompts, messages).
+    size = 64 * len(attributes)
+    for value in attributes.values():
+        if type(value) is str or type(value) is bytes:
             size += len(value)
         elif isinstance(value, (tuple, list)):
             size += sum(len(item) + 16 if isinstance(item, (str, bytes)) else 16 for item in value)

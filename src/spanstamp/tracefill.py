@@ -40,11 +40,12 @@ _MAX_DECIDED: Final = 4096
 class TraceFillProcessor(SpanProcessor):
     """Wraps the exporting processor; fills a trace's one session and user into all its spans.
 
-    Spans of a local trace are held until its local root (a span without a parent, or
-    with a remote one) ends. Then each key of ``keys`` that the trace carries exactly one
-    value of is set on the spans that lack it (never overwritten); a trace that carries
-    two sessions (a batch job) is passed on as it is. The local root also gets the first
-    task's input and the last task's output where it has none of its own::
+    Spans of a local trace that lack one of ``keys`` are held until its local root (a span
+    without a parent, or with a remote one) ends; the others go on at once. Then each key
+    that the trace carries exactly one value of is set on the spans that lack it (never
+    overwritten); a trace that carries two sessions (a batch job) is passed on as it is.
+    The local root also gets the first task's input and the last task's output where it
+    has none of its own::
 
         exporting = TraceFillProcessor(BatchSpanProcessor(exporter), max_age=30.0)
         provider.add_span_processor(SessionSpanProcessor(downstream=exporting))
@@ -177,10 +178,12 @@ class TraceFillProcessor(SpanProcessor):
                 fills = self._decided.get(context.trace_id)
                 ready.append(fill(span, fills, None) if fills else span)
                 return ready
-            self._keep_copy(trace, trace.note(span, self._keys))
+            lacks, grown = trace.note(span, self._keys)
+            self._keep_copy(trace, grown)
             trace.open_roots.discard(context.span_id)
             if trace.open_roots:
-                if not self._hold(trace, span):
+                # A span that has every id goes on at once: nothing would be filled on it.
+                if not ((lacks or context.span_id in trace.roots) and self._hold(trace, span)):
                     ready.append(span)
                 return ready
             del self._open[context.trace_id]
