@@ -84,6 +84,35 @@ def test_every_span_of_a_request_gets_its_session_and_user() -> None:
     assert isinstance(pipeline.processor.downstream, SimpleSpanProcessor)  # the one given, not the wrapper
 
 
+def test_spans_that_carry_every_id_are_not_held_back() -> None:
+    pipeline = Pipeline()
+    with pipeline.tracer.start_as_current_span("POST /chat"):
+        with pipeline.tracer.start_as_current_span("http receive"):
+            pass
+        with using_attributes(session_id="s-1", user_id="u-1"):
+            with pipeline.tracer.start_as_current_span("handler"):
+                pass
+        assert [s.name for s in pipeline.spans()] == ["handler"]  # exported while the request runs
+    assert pipeline.ids("http receive") == ("s-1", "u-1")
+
+
+def test_two_local_roots_of_one_trace_are_filled_when_both_ended() -> None:
+    # A service called twice within one caller's trace, the calls overlapping.
+    pipeline = Pipeline()
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    upstream = trace.set_span_in_context(NonRecordingSpan(remote))
+    first = pipeline.tracer.start_span("GET /a", context=upstream)
+    second = pipeline.tracer.start_span("GET /b", context=upstream)
+    with trace.use_span(first), using_attributes(session_id="s-1", user_id="u-1"):
+        with pipeline.tracer.start_as_current_span("a handler"):
+            pass
+    first.end()
+    assert [s.name for s in pipeline.spans()] == ["a handler"]  # GET /a waits for GET /b
+    second.end()
+    assert pipeline.ids("GET /a") == ("s-1", "u-1")
+    assert pipeline.ids("GET /b") == ("s-1", "u-1")
+
+
 def test_without_filling_the_spans_outside_the_scope_have_no_ids() -> None:
     # The contrast that makes the test above mean something.
     pipeline = Pipeline(fill_traces=False)
@@ -388,15 +417,19 @@ def test_force_flush_and_shutdown_pass_held_spans_on() -> None:
 
 def test_a_filled_span_at_the_count_limit_keeps_the_sdk_accounting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "4")
+    monkeypatch.setenv("OTEL_SPAN_EVENT_COUNT_LIMIT", "1")
     pipeline = Pipeline()
     with pipeline.tracer.start_as_current_span("POST /chat") as root:
         root.set_attributes({f"http.{number}": number for number in range(6)})  # 2 dropped
+        for number in range(3):
+            root.add_event(f"event {number}")  # 2 dropped
         with using_session("s-1"), pipeline.tracer.start_as_current_span("handler"):
             pass
     (span,) = [s for s in pipeline.spans() if s.name == "POST /chat"]
     attributes = dict(span.attributes or {})
     assert attributes == {SESSION_ID: "s-1", "http.3": 3, "http.4": 4, "http.5": 5}
     assert span.dropped_attributes == 3  # the SDK's two, and the oldest that made room
+    assert (span.dropped_events, [event.name for event in span.events]) == (2, ["event 2"])
 
 
 def test_bad_options_are_rejected_clearly() -> None:
