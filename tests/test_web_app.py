@@ -1,7 +1,7 @@
 """A real FastAPI app on uvicorn: every span of every request's trace carries its ids.
 
-The app is instrumented by opentelemetry-instrumentation-fastapi (the server span and
-ASGI's ``http receive`` / ``http send`` spans); its chat endpoint enters a spanstamp scope
+The app (tests/web_stack.py) is instrumented by opentelemetry-instrumentation-fastapi (the
+server span and ASGI's ``http receive`` / ``http send`` spans); its chat endpoint enters a scope
 and a turn's span around the real ``openai`` client, traced by OpenInference's and
 OpenTelemetry's openai-v2 instrumentors, against the examples' stub LLM. Spans go out
 through ``spanstamp.configure()`` over OTLP/HTTP to the test's receiver. uvicorn runs in
@@ -10,25 +10,8 @@ a thread on a free loopback port and is stopped by the test.
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-import time
-import urllib.request
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
-
-import uvicorn
-from fastapi import FastAPI
-from openai import AsyncOpenAI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
-from pydantic import BaseModel
-
 import spanstamp
-from llm_stack import OPENAI_V2, OPENINFERENCE, STUB_MODEL, instrumented, serve_stub
+from llm_stack import OPENAI_V2, OPENINFERENCE, instrumented, serve_stub
 from otlp_receiver import OtlpHttpReceiver, ReceivedSpan
 from spanstamp.attributes import (
     INPUT_MIME_TYPE,
@@ -36,10 +19,10 @@ from spanstamp.attributes import (
     OUTPUT_MIME_TYPE,
     OUTPUT_VALUE,
     SESSION_ID,
-    SPAN_KIND,
     TASK_ID,
     USER_ID,
 )
+from web_stack import Sent, chat_app, send_all, serve, turns
 
 REQUESTS = 30
 SESSIONS = 10
@@ -47,100 +30,6 @@ SESSIONS = 10
 # turn, OpenInference's and openai-v2's spans of the chat call.
 SERVER_SPANS = ["POST /chat", "POST /chat http receive", "POST /chat http send", "POST /chat http send"]
 REQUEST_SPANS = sorted([*SERVER_SPANS, "turn", OPENINFERENCE.span_name, OPENAI_V2.span_name])
-
-
-class Turn(BaseModel):
-    session_id: str
-    user_id: str
-    task_id: str
-    question: str
-
-
-def chat_app(provider: TracerProvider, stub_url: str) -> FastAPI:
-    """The app under test: one chat endpoint, as a chatbot would write it."""
-    app = FastAPI()
-    tracer = provider.get_tracer("chatbot")
-    client = AsyncOpenAI(base_url=stub_url, api_key="offline", max_retries=0)
-
-    async def ask(question: str) -> str:
-        completion = await client.chat.completions.create(
-            model=STUB_MODEL, messages=[{"role": "user", "content": question}]
-        )
-        return completion.choices[0].message.content or ""
-
-    @app.post("/chat")
-    async def chat(turn: Turn) -> dict[str, str]:
-        async with spanstamp.using_attributes(session_id=turn.session_id, user_id=turn.user_id):
-            # The turn, by hand until task() lands; then: `with task(input=..., task_id=...) as t:`.
-            with tracer.start_as_current_span("turn", attributes=_task_attributes(turn)) as span:
-                answer = await ask(turn.question)
-                span.set_attributes({OUTPUT_VALUE: answer, OUTPUT_MIME_TYPE: "text/plain"})
-        return {"answer": answer}
-
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
-    return app
-
-
-def _task_attributes(turn: Turn) -> dict[str, str]:
-    """What task() writes on its span at the start."""
-    return {SPAN_KIND: "CHAIN", TASK_ID: turn.task_id, INPUT_VALUE: turn.question, INPUT_MIME_TYPE: "text/plain"}
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """uvicorn on a free 127.0.0.1 port in a thread; yields the base URL, stops on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped while starting"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
-        FastAPIInstrumentor.uninstrument_app(app)
-
-
-@dataclass(frozen=True)
-class Sent:
-    turn: Turn
-    answer: str
-
-
-def send_all(base_url: str, turns: list[Turn]) -> list[Sent]:
-    """POST every turn at once, each from its own thread; returns them with their answers."""
-    start = threading.Barrier(len(turns))
-
-    def post(turn: Turn) -> Sent:
-        request = urllib.request.Request(
-            base_url + "/chat", data=turn.model_dump_json().encode(), headers={"Content-Type": "application/json"}
-        )
-        start.wait()
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Sent(turn, json.loads(response.read())["answer"])
-
-    with ThreadPoolExecutor(max_workers=len(turns)) as pool:
-        return list(pool.map(post, turns))
-
-
-def turns(count: int, sessions: int) -> list[Turn]:
-    # Users are shared across sessions, so "its user" means the user of that request.
-    return [
-        Turn(
-            session_id=f"session-{number % sessions}",
-            user_id=f"user-{number % sessions % 4}",
-            task_id=f"task-{number}",
-            question=f"question {number}",
-        )
-        for number in range(count)
-    ]
 
 
 def run(
