@@ -101,20 +101,25 @@ class Sent:
     answer: str
 
 
+def post(base_url: str, turn: Turn) -> Sent:
+    """POST one turn to the app's chat endpoint; returns it with its answer."""
+    request = urllib.request.Request(
+        base_url + "/chat", data=turn.model_dump_json().encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return Sent(turn, json.loads(response.read())["answer"])
+
+
 def send_all(base_url: str, turns: list[Turn]) -> list[Sent]:
     """POST every turn at once, each from its own thread; returns them with their answers."""
     start = threading.Barrier(len(turns))
 
-    def post(turn: Turn) -> Sent:
-        request = urllib.request.Request(
-            base_url + "/chat", data=turn.model_dump_json().encode(), headers={"Content-Type": "application/json"}
-        )
+    def send(turn: Turn) -> Sent:
         start.wait()
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Sent(turn, json.loads(response.read())["answer"])
+        return post(base_url, turn)
 
     with ThreadPoolExecutor(max_workers=len(turns)) as pool:
-        return list(pool.map(post, turns))
+        return list(pool.map(send, turns))
 
 
 def turns(count: int, sessions: int) -> list[Turn]:
