@@ -111,12 +111,12 @@ class TraceFillProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         parent = span.parent
-        if parent is None or parent.is_remote:  # children cost this test only
-            try:
+        try:
+            if parent is None or parent.is_remote:  # children cost this test only
                 self._open_trace(span)
-            except Exception:
-                self._report_failure()
-        self._exporting.on_start(span, parent_context=parent_context)
+            self._exporting.on_start(span, parent_context=parent_context)
+        except Exception:
+            self._report_failure()
 
     def _on_ending(self, span: Span) -> None:
         self._exporting._on_ending(span)
