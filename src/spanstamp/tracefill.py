@@ -111,9 +111,12 @@ class TraceFillProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         parent = span.parent
-        try:
-            if parent is None or parent.is_remote:  # children cost this test only
+        if parent is None or parent.is_remote:  # children cost this test only
+            try:
                 self._open_trace(span)
+            except Exception:
+                self._report_failure()
+        try:
             self._exporting.on_start(span, parent_context=parent_context)
         except Exception:
             self._report_failure()
