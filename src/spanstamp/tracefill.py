@@ -67,7 +67,7 @@ class TraceFillProcessor(SpanProcessor):
         max_age: float = DEFAULT_MAX_AGE_S,
     ) -> None:
         self._exporting = exporting
-        self._keys = tuple(keys)
+        self._keys = (keys,) if isinstance(keys, str) else tuple(keys)
         self._max_traces = _positive("max_traces", max_traces, DEFAULT_MAX_TRACES)
         self._max_spans = _positive("max_spans_per_trace", max_spans_per_trace, DEFAULT_MAX_SPANS_PER_TRACE)
         self._max_bytes = _positive("max_bytes", max_bytes, DEFAULT_MAX_BYTES)
@@ -122,7 +122,10 @@ class TraceFillProcessor(SpanProcessor):
             self._report_failure()
 
     def _on_ending(self, span: Span) -> None:
-        self._exporting._on_ending(span)
+        try:
+            self._exporting._on_ending(span)
+        except Exception:  # an exporting processor from before the SDK had this hook, or failing
+            self._report_failure()
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
