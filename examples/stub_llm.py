@@ -25,6 +25,13 @@ def _reply_text(request: dict[str, Any]) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # A reply in several small writes (status and headers, then the body) can wait about
+    # 40 ms for the client's delayed ACK under Nagle's algorithm. A buffered writer sends a
+    # plain reply in one write (flushed after do_POST); stream chunks are flushed one by one,
+    # and go out at once without Nagle.
+    wbufsize = -1
+    disable_nagle_algorithm = True
+
     def do_POST(self) -> None:
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self.send_error(404)
@@ -58,6 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
             delta = {"role": "assistant", "content": word if i == 0 else " " + word}
             chunk = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
         last = {
             **base,
             "object": "chat.completion.chunk",
@@ -69,10 +77,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library listens with a backlog of 5: a burst of concurrent clients
+    # (the web-app tests send 30 to 50 at once) would see connections reset.
+    request_queue_size = 256
+
+
 @contextmanager
 def serve_stub() -> Iterator[str]:
     """Serve the stub on a free loopback port; yields the ``base_url`` for the OpenAI client."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -48,6 +48,7 @@ class ProcessorOptions(TypedDict, total=False):
     trust_baggage: bool | Iterable[str] | None
     baggage_max_length: int | None
     hash_user_ids: bool | str | bytes | None
+    fill_traces: bool | None
 
 
 def install(tracer_provider: Any = None, **options: Unpack[ProcessorOptions]) -> SessionSpanProcessor:
@@ -237,7 +238,9 @@ def configure(
         provider = configure(service_name="chatbot", endpoint="http://127.0.0.1:6006/v1/traces")
 
     The stamped ids survive the attribute count limit in this pipeline: the
-    processor restores them before the exporter sees the span.
+    processor restores them before the exporter sees the span. Every span of a local
+    trace that carries one session also gets it, and its user, before export
+    (``fill_traces=False`` turns that off; see :mod:`spanstamp.tracefill`).
     """
     resource_values: dict[str, Any] = dict(resource_attributes or {})
     if service_name is not None:

@@ -18,8 +18,9 @@ from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp import privacy, propagation, rules
+from spanstamp import privacy, propagation, rules, tracefill
 from spanstamp._runtime import get_current
+from spanstamp._spans import copy_with
 from spanstamp.context import collect, stampable
 from spanstamp.scopes import add_entered_hook
 
@@ -65,6 +66,9 @@ class SessionSpanProcessor(SpanProcessor):
     - ``hash_user_ids``: ``True`` (key from ``SPANSTAMP_USER_ID_KEY``) or the key itself:
       turns on :func:`~spanstamp.configure_privacy` hashing for the whole process, so user
       ids enter the Context, and reach every span, as their HMAC-SHA256 pseudonym.
+    - ``fill_traces`` (on by default, ``SPANSTAMP_FILL_TRACES``; needs ``downstream``): every
+      span of a local trace that carries one session gets it, and the user, before export
+      (:class:`~spanstamp.tracefill.TraceFillProcessor`).
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class SessionSpanProcessor(SpanProcessor):
         trust_baggage: bool | Iterable[str] | None = None,
         baggage_max_length: int | None = None,
         hash_user_ids: bool | str | bytes | None = None,
+        fill_traces: bool | None = None,
     ) -> None:
         if attributes is None:
             listed = rules.env_list(ATTRIBUTES_ENV)
@@ -92,7 +97,11 @@ class SessionSpanProcessor(SpanProcessor):
         if gen_ai_conversation_id is None:
             gen_ai_conversation_id = rules.env_flag(GEN_AI_CONVERSATION_ID_ENV, False)
         self._conversation = bool(gen_ai_conversation_id) and attr.SESSION_ID in self._key_set
-        self._downstream = downstream
+        self._exporting = downstream
+        filled: list[str] = [key for key in (attr.SESSION_ID, attr.USER_ID) if key in self._key_set]
+        if self._conversation:
+            filled.append(attr.GEN_AI_CONVERSATION_ID)
+        self._downstream = tracefill.wrap(downstream, fill_traces, filled)
         self._guarded: dict[int, dict[str, AttributeValue]] | None = {} if downstream is not None else None
         self._failed = False
         self._hash_user_ids = self._hashing(hash_user_ids)
@@ -210,7 +219,15 @@ class SessionSpanProcessor(SpanProcessor):
 
         configure(...)  # builds SessionSpanProcessor(downstream=BatchSpanProcessor(exporter))
         """
-        return self._downstream
+        return self._exporting
+
+    @property
+    def fill_traces(self) -> bool:
+        """Whether spans are filled with their trace's session and user before export.
+
+        SessionSpanProcessor(downstream=batch).fill_traces  # -> True
+        """
+        return isinstance(self._downstream, tracefill.TraceFillProcessor)
 
     def _options(
         self, found: dict[str, AttributeValue] | None, parent: Context | None, current: Context
@@ -384,35 +401,10 @@ def _restore(span: ReadableSpan, found: dict[str, AttributeValue]) -> ReadableSp
 
     To stay within the limit, the oldest other attributes make room, as the SDK would.
     """
-    # The public ``attributes`` is a read-only view without the limit and the dropped
-    # count; the SDK keeps both on the private BoundedAttributes.
     current = getattr(span, "_attributes", None)
     if not isinstance(current, BoundedAttributes):
         return span
     missing = {key: value for key, value in found.items() if key not in current}
     if not missing:
         return span
-    kept = list(current.items())
-    overflow = 0
-    if current.maxlen is not None:
-        overflow = max(0, len(kept) + len(missing) - current.maxlen)
-        kept = kept[overflow:]
-    restored = BoundedAttributes(
-        current.maxlen, {**missing, **dict(kept)}, immutable=True, max_value_len=current.max_value_len
-    )
-    restored.dropped = current.dropped - len(missing) + overflow
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=restored,
-        # The private lists keep the dropped counts that the public tuples lose.
-        events=getattr(span, "_events", span.events),
-        links=getattr(span, "_links", span.links),
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return copy_with(span, missing, evicted=len(missing))

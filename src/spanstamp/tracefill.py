@@ -1,0 +1,329 @@
+"""Every span of a local trace gets the trace's session and user before it is exported.
+
+In a web app the server span starts before the handler enters its scope, and ASGI's
+``http send`` spans end after it left: neither carries the ids. This processor wraps
+the exporting one, holds each local trace's spans until its local root ends, and fills
+in the ids the trace carries exactly one value of; it also copies the turn's input and
+output onto the local root, which Phoenix reads them from::
+
+    SessionSpanProcessor(downstream=TraceFillProcessor(BatchSpanProcessor(exporter)))
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Final
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.util.types import AttributeValue
+
+from spanstamp import attributes as attr
+from spanstamp import rules
+from spanstamp._traces import LocalTrace, fill, weight
+
+FILL_TRACES_ENV: Final = "SPANSTAMP_FILL_TRACES"
+
+DEFAULT_MAX_TRACES: Final = 4096
+DEFAULT_MAX_SPANS_PER_TRACE: Final = 1024
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_AGE_S: Final = 120.0
+# Decisions kept for spans that end after their local root (a background task's).
+_MAX_DECIDED: Final = 4096
+
+
+class TraceFillProcessor(SpanProcessor):
+    """Wraps the exporting processor; fills a trace's one session and user into all its spans.
+
+    Spans of a local trace that lack one of ``keys`` are held until its local root (a span
+    without a parent, or with a remote one) ends; the others go on at once. Then each key
+    that the trace carries exactly one value of is set on the spans that lack it (never
+    overwritten); a trace that carries two sessions (a batch job) is passed on as it is.
+    The local root also gets the first task's input and the last task's output where it
+    has none of its own::
+
+        exporting = TraceFillProcessor(BatchSpanProcessor(exporter), max_age=30.0)
+        provider.add_span_processor(SessionSpanProcessor(downstream=exporting))
+
+    Limits: ``max_traces`` open traces, ``max_spans_per_trace`` held spans per trace,
+    ``max_bytes`` (estimated) held in all, ``max_age`` seconds from a root's start. Past
+    them spans go on unfilled: a trace older than ``max_age`` is released at the next
+    span that ends. ``force_flush`` and ``shutdown`` pass every held span on (unfilled).
+    """
+
+    def __init__(
+        self,
+        exporting: SpanProcessor,
+        *,
+        keys: Iterable[str] = (attr.SESSION_ID, attr.USER_ID),
+        max_traces: int = DEFAULT_MAX_TRACES,
+        max_spans_per_trace: int = DEFAULT_MAX_SPANS_PER_TRACE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_age: float = DEFAULT_MAX_AGE_S,
+    ) -> None:
+        self._exporting = exporting
+        self._keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        self._max_traces = _positive("max_traces", max_traces, DEFAULT_MAX_TRACES)
+        self._max_spans = _positive("max_spans_per_trace", max_spans_per_trace, DEFAULT_MAX_SPANS_PER_TRACE)
+        self._max_bytes = _positive("max_bytes", max_bytes, DEFAULT_MAX_BYTES)
+        self._max_age = float(_positive("max_age", max_age, DEFAULT_MAX_AGE_S))
+        self._lock = threading.Lock()
+        self._open: dict[int, LocalTrace] = {}  # by trace id, oldest root first
+        self._decided: OrderedDict[int, dict[str, AttributeValue]] = OrderedDict()
+        self._bytes = 0
+        self._shut = False
+        self._warned: set[str] = set()
+        self._failed = False
+        if hasattr(os, "register_at_fork"):
+            # A child process must not export its parent's held spans, nor inherit a held lock.
+            reset = weakref.WeakMethod(self._forget)
+            os.register_at_fork(after_in_child=lambda: (method := reset()) is not None and method())
+
+    @property
+    def exporting(self) -> SpanProcessor:
+        """The processor that gets the spans once filled.
+
+        TraceFillProcessor(batch).exporting is batch  # -> True
+        """
+        return self._exporting
+
+    @property
+    def held_spans(self) -> int:
+        """How many ended spans wait for their local root now.
+
+        processor.held_spans  # -> 0 once every request has ended
+        """
+        with self._lock:
+            return sum(len(trace.held) for trace in self._open.values())
+
+    @property
+    def held_bytes(self) -> int:
+        """The estimated size of the held spans, in bytes (bounded by ``max_bytes``).
+
+        processor.held_bytes  # -> 0 once every request has ended
+        """
+        return self._bytes
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Follow a new local trace at its root, then pass the span on (never raises)."""
+        parent = span.parent
+        if parent is None or parent.is_remote:  # children cost this test only
+            try:
+                self._open_trace(span)
+            except Exception:
+                self._report_failure()
+        try:
+            self._exporting.on_start(span, parent_context=parent_context)
+        except Exception:
+            self._report_failure()
+
+    def _on_ending(self, span: Span) -> None:
+        try:
+            self._exporting._on_ending(span)
+        except Exception:  # an exporting processor from before the SDK had this hook, or failing
+            self._report_failure()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Hold a span that lacks ids until its local root ends; pass on what is ready, filled."""
+        try:
+            ready = self._take(span)
+        except Exception:
+            self._report_failure()
+            ready = [span]
+        self._pass_on(ready)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Pass on every held span unfilled, then flush the exporting processor."""
+        self._pass_on(self._release(forget=False))
+        return self._exporting.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Pass on every held span unfilled, then shut the exporting processor down."""
+        self._pass_on(self._release(forget=True))
+        self._exporting.shutdown()
+
+    def _pass_on(self, spans: list[ReadableSpan]) -> None:
+        # Other requests' spans may be among them: one failing export must not lose the
+        # rest, nor raise into the request that happened to end a trace.
+        for span in spans:
+            try:
+                self._exporting.on_end(span)
+            except Exception:
+                self._report_failure()
+
+    def _open_trace(self, span: Span) -> None:
+        context = span.context
+        if not context.trace_flags.sampled:  # never exported: nothing to fill
+            return
+        now = time.monotonic()
+        with self._lock:
+            if self._shut:
+                return
+            trace = self._open.get(context.trace_id)
+            if trace is not None:  # a second local root in the trace (called twice by one caller)
+                trace.open_roots.add(context.span_id)
+                trace.roots.add(context.span_id)
+                return
+            expired = self._expire(now) if len(self._open) >= self._max_traces else []
+            if len(self._open) < self._max_traces:
+                self._open[context.trace_id] = LocalTrace(context.span_id, now)
+            else:
+                self._warn("max_traces", f"{self._max_traces} traces are open")
+        self._pass_on(expired)
+
+    def _take(self, span: ReadableSpan) -> list[ReadableSpan]:
+        """The spans to pass on now that ``span`` ended: none while its trace is held."""
+        context = span.context
+        if context is None:
+            return [span]
+        with self._lock:
+            ready = self._expire(time.monotonic()) if self._open else []
+            trace = self._open.get(context.trace_id)
+            if trace is None:
+                fills = self._decided.get(context.trace_id)
+                ready.append(fill(span, fills, None) if fills else span)
+                return ready
+            lacks, grown = trace.note(span, self._keys)
+            self._keep_copy(trace, grown)
+            trace.open_roots.discard(context.span_id)
+            if trace.open_roots:
+                # A span that has every id goes on at once: nothing would be filled on it.
+                if not ((lacks or context.span_id in trace.roots) and self._hold(trace, span)):
+                    ready.append(span)
+                return ready
+            del self._open[context.trace_id]
+            self._bytes -= trace.bytes + trace.copy_bytes
+            fills, copied = self._decide(context.trace_id, trace)
+        # Copies are built outside the lock: other threads' spans need not wait for them.
+        for ended in [*trace.held, span]:
+            root = ended.context is not None and ended.context.span_id in trace.roots
+            ready.append(fill(ended, fills, copied if root else None))
+        return ready
+
+    def _keep_copy(self, trace: LocalTrace, grown: int) -> None:
+        """Count what a trace keeps for the root copy; past ``max_bytes`` it keeps nothing."""
+        if grown > 0 and self._bytes + grown > self._max_bytes:
+            self._bytes -= trace.drop_copy() - grown
+            self._warn("max_bytes", f"held spans reach {self._max_bytes} bytes")
+        else:
+            self._bytes += grown
+
+    def _hold(self, trace: LocalTrace, span: ReadableSpan) -> bool:
+        if len(trace.held) >= self._max_spans:
+            self._warn("max_spans_per_trace", f"a trace has {self._max_spans} spans waiting for its root")
+            return False
+        size = weight(span)
+        if self._bytes + size > self._max_bytes:
+            self._warn("max_bytes", f"held spans reach {self._max_bytes} bytes")
+            return False
+        trace.held.append(span)
+        trace.bytes += size
+        self._bytes += size
+        return True
+
+    def _decide(self, trace_id: int, trace: LocalTrace) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
+        """What to fill on every span, and what to copy onto the roots (lock held)."""
+        fills, copied = trace.decision()
+        if fills:  # kept for spans that end after their root
+            if len(self._decided) >= _MAX_DECIDED:
+                self._decided.popitem(last=False)
+            self._decided[trace_id] = fills
+        return fills, copied
+
+    def _expire(self, now: float) -> list[ReadableSpan]:
+        """Release traces whose root started more than ``max_age`` ago, unfilled (lock held)."""
+        released: list[ReadableSpan] = []
+        while self._open:
+            trace_id, trace = next(iter(self._open.items()))
+            if now - trace.started <= self._max_age:
+                break
+            del self._open[trace_id]
+            self._bytes -= trace.bytes + trace.copy_bytes
+            released.extend(trace.held)
+            self._warn("max_age", f"a trace's root has not ended {self._max_age:g} s after it started")
+        return released
+
+    def _release(self, *, forget: bool) -> list[ReadableSpan]:
+        with self._lock:
+            released = [span for trace in self._open.values() for span in trace.held]
+            for trace in self._open.values():
+                trace.held, trace.bytes = [], 0
+            # What open traces keep for the root copy stays, and stays counted.
+            self._bytes = sum(trace.copy_bytes for trace in self._open.values())
+            if forget:
+                self._shut = True
+                self._open.clear()
+                self._decided.clear()
+                self._bytes = 0
+        return released
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._open, self._decided, self._bytes = {}, OrderedDict(), 0
+
+    def _warn(self, limit: str, what: str) -> None:
+        # Once per limit and processor: a busy app past a limit stays past it.
+        if limit not in self._warned:
+            self._warned.add(limit)
+            rules.logger.warning(
+                "trace filling: %s (the %s limit); spans past it are exported without filled ids "
+                "(where long or large traces are normal, fill_traces=False or %s=0 turns filling off)",
+                what,
+                limit,
+                FILL_TRACES_ENV,
+            )
+
+    def _report_failure(self) -> None:
+        if not self._failed:
+            self._failed = True
+            rules.logger.exception("trace filling failed on a span (or the exporting processor failed on it)")
+        else:
+            rules.logger.debug("trace filling failed again", exc_info=True)
+
+
+def wrap(downstream: SpanProcessor | None, fill_traces: bool | None, keys: Iterable[str]) -> SpanProcessor | None:
+    """``downstream`` wrapped in a :class:`TraceFillProcessor` when filling is on (the default).
+
+    ``fill_traces=None`` reads ``SPANSTAMP_FILL_TRACES``. Without a downstream there is
+    nothing to hold spans back from, so nothing is wrapped::
+
+        exporting = wrap(BatchSpanProcessor(exporter), None, ["session.id", "user.id"])
+    """
+    if fill_traces is not None and not isinstance(fill_traces, bool):
+        rules.reject(
+            "SessionSpanProcessor(fill_traces)",
+            f"expected a bool, got {rules.describe(fill_traces)}",
+            TypeError,
+            "the default applies",
+        )
+        fill_traces = None
+    if downstream is None:
+        if fill_traces:
+            rules.reject(
+                "SessionSpanProcessor(fill_traces)",
+                "filling traces needs the exporting processor as downstream= (configure() builds it so)",
+                outcome="spans are not filled",
+            )
+        return None
+    if fill_traces is None:
+        fill_traces = rules.env_flag(FILL_TRACES_ENV, True)
+    if not fill_traces or isinstance(downstream, TraceFillProcessor):
+        return downstream
+    return TraceFillProcessor(downstream, keys=keys)
+
+
+def _positive(name: str, value: object, default: int | float) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        rules.reject(
+            f"TraceFillProcessor({name})",
+            f"expected a positive number, got {rules.describe(value)}",
+            TypeError,
+            f"the default, {default}, applies",
+        )
+        return default
+    return value
