@@ -17,7 +17,7 @@ import pytest
 import spanstamp
 from llm_stack import OPENAI_V2, OPENINFERENCE, instrumented, serve_stub
 from test_phoenix import SESSIONS_QUERY, _graphql, phoenix_url  # noqa: F401 - the fixture, by name
-from web_stack import Sent, Turn, chat_app, post, serve
+from web_stack import Sent, Turn, as_global, chat_app, post, serve
 
 pytestmark = pytest.mark.phoenix_e2e
 
@@ -42,7 +42,7 @@ def _send_through_the_app(url: str, project: str, turns: list[Turn], **options: 
         **options,
     )
     try:
-        with serve_stub() as stub_url, instrumented([OPENINFERENCE, OPENAI_V2], provider):
+        with serve_stub() as stub_url, instrumented([OPENINFERENCE, OPENAI_V2], provider), as_global(provider):
             with serve(chat_app(provider, stub_url)) as base_url:
                 sent = [post(base_url, turn) for turn in turns]
         assert provider.force_flush(timeout_millis=20_000)

@@ -22,7 +22,7 @@ from spanstamp.attributes import (
     TASK_ID,
     USER_ID,
 )
-from web_stack import Sent, chat_app, send_all, serve, turns
+from web_stack import Sent, as_global, chat_app, send_all, serve, turns
 
 REQUESTS = 30
 SESSIONS = 10
@@ -44,7 +44,7 @@ def run(
         **options,  # type: ignore[arg-type]
     )
     try:
-        with serve_stub() as stub_url, instrumented([OPENINFERENCE, OPENAI_V2], provider):
+        with serve_stub() as stub_url, instrumented([OPENINFERENCE, OPENAI_V2], provider), as_global(provider):
             with serve(chat_app(provider, stub_url)) as base_url:
                 sent = send_all(base_url, turns(count, SESSIONS))
         assert provider.force_flush(timeout_millis=20_000)

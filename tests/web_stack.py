@@ -23,13 +23,14 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 from openai import AsyncOpenAI
+from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.test.globals_test import reset_trace_globals
 from pydantic import BaseModel
 
 import spanstamp
 from llm_stack import STUB_MODEL
-from spanstamp.attributes import INPUT_MIME_TYPE, INPUT_VALUE, OUTPUT_MIME_TYPE, OUTPUT_VALUE, SPAN_KIND, TASK_ID
 
 
 class Turn(BaseModel):
@@ -44,7 +45,6 @@ class Turn(BaseModel):
 def chat_app(provider: TracerProvider, stub_url: str) -> FastAPI:
     """The app under test: one chat endpoint, as a chatbot would write it."""
     app = FastAPI()
-    tracer = provider.get_tracer("chatbot")
     client = AsyncOpenAI(base_url=stub_url, api_key="offline", max_retries=0)
 
     async def ask(question: str) -> str:
@@ -55,20 +55,26 @@ def chat_app(provider: TracerProvider, stub_url: str) -> FastAPI:
 
     @app.post("/chat")
     async def chat(turn: Turn) -> dict[str, str]:
-        async with spanstamp.using_attributes(session_id=turn.session_id, user_id=turn.user_id):
-            # The turn, by hand until task() lands; then: `with task(input=..., task_id=...) as t:`.
-            with tracer.start_as_current_span("turn", attributes=_task_attributes(turn)) as span:
-                answer = await ask(turn.question)
-                span.set_attributes({OUTPUT_VALUE: answer, OUTPUT_MIME_TYPE: "text/plain"})
+        async with spanstamp.task(
+            input=turn.question, name="turn", session_id=turn.session_id, user_id=turn.user_id, task_id=turn.task_id
+        ) as run:
+            answer = await ask(turn.question)
+            run.set_output(answer)
         return {"answer": answer}
 
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     return app
 
 
-def _task_attributes(turn: Turn) -> dict[str, str]:
-    """What task() writes on its span at the start."""
-    return {SPAN_KIND: "CHAIN", TASK_ID: turn.task_id, INPUT_VALUE: turn.question, INPUT_MIME_TYPE: "text/plain"}
+@contextmanager
+def as_global(provider: TracerProvider) -> Iterator[None]:
+    """``provider`` as the global one while the block runs: task() traces with the global provider."""
+    reset_trace_globals()
+    trace.set_tracer_provider(provider)
+    try:
+        yield
+    finally:
+        reset_trace_globals()
 
 
 @contextmanager
