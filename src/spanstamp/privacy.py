@@ -170,6 +170,8 @@ def configure_privacy(*, hash_user_ids: bool | None = None, user_id_key: str | b
         _settings.hash_user_ids = hash_user_ids
     if user_id_key is not None:
         _set_key(check_key(user_id_key, "configure_privacy(user_id_key)"))
+    elif hash_user_ids and _pseudonymizer() is None:
+        _load_key()  # no key yet: the variable may have been set since it was first read
 
 
 def hashing_user_ids() -> bool:
@@ -202,10 +204,14 @@ def _set_key(key: bytes | None) -> None:
     _settings.key_loaded = True
 
 
+def _load_key() -> None:
+    _set_key(user_id_key())
+
+
 def _pseudonymizer() -> _Pseudonymizer | None:
     """The process's pseudonymizer (key from ``configure_*`` or the environment), or ``None``."""
     if not _settings.key_loaded:
-        _set_key(user_id_key())
+        _load_key()
     return _settings.pseudonymizer
 
 

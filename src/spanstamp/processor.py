@@ -169,9 +169,6 @@ class SessionSpanProcessor(SpanProcessor):
                 privacy._set_key(key)
         privacy.configure_privacy(hash_user_ids=True)
         if privacy._pseudonymizer() is None:
-            # No key yet: the variable may have been set since it was first read.
-            privacy._set_key(privacy.user_id_key())
-        if privacy._pseudonymizer() is None:
             rules.reject(
                 where,
                 f"hashing is on but there is no key (pass one, or set {privacy.USER_ID_KEY_ENV})",
