@@ -9,6 +9,7 @@ OpenInference, OpenTelemetry's own instrumentors)::
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from typing import Final
 
@@ -22,12 +23,16 @@ from spanstamp import attributes as attr
 from spanstamp import privacy, propagation, rules
 from spanstamp._runtime import get_current
 from spanstamp.context import collect, stampable
+from spanstamp.integrations import langchain as _langchain
 from spanstamp.privacy import _Pseudonymizer
 from spanstamp.scopes import add_entered_hook
 
 # Guarding spans whose ids may be evicted keeps one small dict per stamped span
 # until it ends; spans that never end must not grow it without bound.
 _MAX_GUARDED_SPANS: Final = 65_536
+# The loaded modules: LangChain's run config is read only once the app imported it.
+_MODULES: Final = sys.modules
+_LANGCHAIN: Final = _langchain.CONFIG_MODULE
 
 
 ATTRIBUTES_ENV: Final = "SPANSTAMP_ATTRIBUTES"
@@ -90,7 +95,10 @@ class SessionSpanProcessor(SpanProcessor):
             gen_ai_conversation_id = rules.env_flag(GEN_AI_CONVERSATION_ID_ENV, False)
         self._conversation = bool(gen_ai_conversation_id) and attr.SESSION_ID in self._key_set
         self._downstream = downstream
-        self._guarded: dict[int, dict[str, AttributeValue]] | None = {} if downstream is not None else None
+        # Per stamped span: the stamped values, and the ids among them a scope set (final).
+        self._guarded: dict[int, tuple[dict[str, AttributeValue], tuple[str, ...]]] | None = (
+            {} if downstream is not None else None
+        )
         self._failed = False
         self._pseudonym, self._drop_user = self._hashing(hash_user_ids)
         self._trusted, self._baggage_cap = self._trust(trust_baggage, baggage_max_length)
@@ -228,6 +236,12 @@ class SessionSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             current = get_current()
+            run = None
+            if _LANGCHAIN in _MODULES:
+                # Under a LangChain run, its ids join the Context as ids a scope's metadata
+                # names, so the rules below rank them (integrations/langchain.py). Without
+                # LangChain imported, this test is all a span pays.
+                current, run = _langchain.with_run_ids(current)
             watch = self._watch
             if parent_context is None and self._direct:
                 # The usual case: stamp straight from the current Context, each value as
@@ -257,6 +271,8 @@ class SessionSpanProcessor(SpanProcessor):
                 found = None
             else:
                 found = collect(self._key_set, parent_context, current)
+            # Taken before the options add baggage ids: only a scope's ids are final.
+            final = _langchain.scoped_ids(found, run) if found and self._guarded is not None else ()
             if self._more:
                 found = self._options(found, parent_context, current)
             if found:
@@ -265,7 +281,7 @@ class SessionSpanProcessor(SpanProcessor):
                 for key, value in found.items():
                     span.set_attribute(key, value)
                 if self._guarded is not None:
-                    self._guard(span, found)
+                    self._guard(span, found, final)
             if self._open is not None:
                 self._track(span)
         except Exception:
@@ -280,13 +296,13 @@ class SessionSpanProcessor(SpanProcessor):
             if key in attr.FROM_METADATA.values() and stampable(key, current.get(key)) is None:
                 span.set_attribute(key, value)
 
-    def _guard(self, span: Span, found: dict[str, AttributeValue]) -> None:
+    def _guard(self, span: Span, found: dict[str, AttributeValue], final: tuple[str, ...]) -> None:
         guarded = self._guarded
         assert guarded is not None
         if len(guarded) >= _MAX_GUARDED_SPANS:
             # Spans that never end leave entries behind; drop the oldest.
             del guarded[next(iter(guarded))]
-        guarded[span.context.span_id] = found
+        guarded[span.context.span_id] = (found, final)
 
     def _track(self, span: Span) -> None:
         spans = self._open
@@ -344,9 +360,14 @@ class SessionSpanProcessor(SpanProcessor):
         if self._guarded:
             try:
                 context = span.context
-                found = self._guarded.pop(context.span_id, None) if context is not None else None
-                if found and span.dropped_attributes:
-                    span = _restore(span, found)
+                entry = self._guarded.pop(context.span_id, None) if context is not None else None
+                if entry is not None:
+                    found, final = entry
+                    # A scope's id wins over one written later: OpenInference's LangChain
+                    # tracer writes the run metadata's session at span end, which would
+                    # split one run's spans between two sessions.
+                    if span.dropped_attributes or (final and _overwritten(span, found, final)):
+                        span = _restore(span, found, final)
             except Exception:
                 self._report_failure()
         downstream.on_end(span)
@@ -391,20 +412,29 @@ def _hide_metadata_user(metadata: str, pseudonym: _Pseudonymizer | None) -> str:
     return rules.dumps(data)
 
 
-def _restore(span: ReadableSpan, found: dict[str, AttributeValue]) -> ReadableSpan:
+def _overwritten(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...]) -> bool:
+    """Whether a final id on ``span`` now holds another value than the one stamped."""
+    attributes = span.attributes or {}
+    return any(key in attributes and attributes[key] != found[key] for key in final)
+
+
+def _restore(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...] = ()) -> ReadableSpan:
     """A copy of ``span`` with the stamped values that the count limit evicted put back.
 
-    To stay within the limit, the oldest other attributes make room, as the SDK would.
+    The ``final`` keys also get their stamped value back where it was overwritten. To
+    stay within the limit, the oldest other attributes make room, as the SDK would.
     """
     # The public ``attributes`` is a read-only view without the limit and the dropped
     # count; the SDK keeps both on the private BoundedAttributes.
     current = getattr(span, "_attributes", None)
     if not isinstance(current, BoundedAttributes):
         return span
-    missing = {key: value for key, value in found.items() if key not in current}
+    missing = {
+        key: value for key, value in found.items() if key not in current or (key in final and current[key] != value)
+    }
     if not missing:
         return span
-    kept = list(current.items())
+    kept = [(key, value) for key, value in current.items() if key not in missing]
     overflow = 0
     if current.maxlen is not None:
         overflow = max(0, len(kept) + len(missing) - current.maxlen)
@@ -412,7 +442,9 @@ def _restore(span: ReadableSpan, found: dict[str, AttributeValue]) -> ReadableSp
     restored = BoundedAttributes(
         current.maxlen, {**missing, **dict(kept)}, immutable=True, max_value_len=current.max_value_len
     )
-    restored.dropped = current.dropped - len(missing) + overflow
+    # Only evicted keys came back; an overwritten one was never counted as dropped.
+    evicted = sum(1 for key in missing if key not in current)
+    restored.dropped = current.dropped - evicted + overflow
     return ReadableSpan(
         name=span.name,
         context=span.context,

@@ -1,0 +1,118 @@
+"""LangChain and LangGraph runs: the session and user a run's config names reach every span.
+
+LangChain keeps the config of the run whose body is running (``metadata``,
+``configurable``) in the context variable
+``langchain_core.runnables.config.var_child_runnable_config``; LangGraph sets it for
+every node. :class:`~spanstamp.SessionSpanProcessor` reads it when a span starts, so
+the openai-v2 and httpx spans under a run carry the run's ids, not only the spans of
+OpenInference's LangChain tracer::
+
+    chain.invoke(question, config={"metadata": {"session_id": "s-1", "user_id": "u-1"}})
+    graph.invoke(state, config={"configurable": {"thread_id": "t-1"}})
+
+The ids are looked up with the keys a scope's metadata uses
+(:data:`~spanstamp.attributes.METADATA_SESSION_KEYS`, then ``user_id``), first in
+``metadata``, then in ``configurable``, and are held to the id rules. They count as
+ids a scope's metadata names: they fill ``session.id`` / ``user.id`` only where no
+scope (spanstamp's or OpenInference's) set them, and where no spanstamp metadata scope
+named them. This module never imports LangChain: it reads the variable only once the
+application has imported ``langchain_core``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any, Final
+
+from opentelemetry.context import Context
+from opentelemetry.util.types import AttributeValue
+
+from spanstamp import attributes as attr
+from spanstamp.rules import coerce_id
+
+#: The module that holds LangChain's run config; until it is imported there is no run.
+CONFIG_MODULE: Final = "langchain_core.runnables.config"
+_VARIABLE_NAME: Final = "var_child_runnable_config"
+_SOURCES: Final = ("metadata", "configurable")
+# (private key the ids wait under, span attribute, config keys naming it in precedence order)
+_NAMED: Final = (
+    (attr.SESSION_FROM_METADATA, attr.SESSION_ID, attr.METADATA_SESSION_KEYS),
+    (attr.USER_FROM_METADATA, attr.USER_ID, attr.METADATA_USER_KEYS),
+)
+_IDS: Final = (attr.SESSION_ID, attr.USER_ID)
+
+_variable: ContextVar[Any] | None = None
+
+
+def _run_variable() -> ContextVar[Any] | None:
+    """LangChain's run-config variable once ``langchain_core`` defines it, else ``None``."""
+    global _variable
+    if _variable is None:
+        # A module still being imported may not define the name yet: try again next span.
+        found = getattr(sys.modules.get(CONFIG_MODULE), _VARIABLE_NAME, None)
+        if isinstance(found, ContextVar):
+            _variable = found
+    return _variable
+
+
+def run_ids(config: object) -> dict[str, str]:
+    """The session and user a LangChain run config names, by span attribute; never raises.
+
+    run_ids({"metadata": {"thread_id": "t-1"}})      # -> {"session.id": "t-1"}
+    run_ids({"configurable": {"user_id": 7}})        # -> {"user.id": "7"}
+    """
+    found: dict[str, str] = {}
+    if not isinstance(config, Mapping):
+        return found
+    try:
+        for source in _SOURCES:
+            values = config.get(source)
+            # LangGraph's metadata is a ChainMap: any Mapping will do.
+            if not isinstance(values, Mapping) or not values:
+                continue
+            for _, target, names in _NAMED:
+                if target not in found:
+                    for name in names:
+                        value = coerce_id(values.get(name))
+                        if value is not None:
+                            found[target] = value
+                            break
+    except Exception:  # an odd Mapping (a failing __getitem__): the run names nothing
+        return {}
+    return found
+
+
+def with_run_ids(current: Context) -> tuple[Context, dict[str, str] | None]:
+    """``current`` with the running LangChain run's ids as ids a metadata scope names.
+
+    Returns the Context to read the span's values from and the run's ids (``None``
+    outside a run). Ids a spanstamp metadata scope already names in ``current`` stay::
+
+        current, run = with_run_ids(get_current())
+    """
+    variable = _run_variable()
+    if variable is None:
+        return current, None
+    config = variable.get(None)
+    if not config:
+        return current, None
+    ids = run_ids(config)
+    if not ids:
+        return current, None
+    missing = {key: ids[target] for key, target, _ in _NAMED if target in ids and current.get(key) is None}
+    if not missing:
+        return current, ids
+    return Context({**current, **missing}), ids
+
+
+def scoped_ids(found: Mapping[str, AttributeValue], run: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The id attributes in ``found`` that a scope set, not the LangChain run.
+
+    An instrumentor may write the run's id over them when the span ends (OpenInference's
+    LangChain tracer does); the processor puts these back (a scope wins)::
+
+        scoped_ids({"session.id": "s-1"}, {"session.id": "t-1"})  # -> ("session.id",)
+    """
+    return tuple(key for key in _IDS if key in found and (run is None or found[key] != run.get(key)))
