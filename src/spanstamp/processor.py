@@ -99,6 +99,8 @@ class SessionSpanProcessor(SpanProcessor):
         self._guarded: dict[int, tuple[dict[str, AttributeValue], tuple[str, ...]]] | None = (
             {} if downstream is not None else None
         )
+        # LangChain run spans, by span id, and the ids their body's spans got from the run.
+        self._runs: dict[int, dict[str, AttributeValue]] = {}
         self._failed = False
         self._pseudonym, self._drop_user = self._hashing(hash_user_ids)
         self._trusted, self._baggage_cap = self._trust(trust_baggage, baggage_max_length)
@@ -282,6 +284,8 @@ class SessionSpanProcessor(SpanProcessor):
                     span.set_attribute(key, value)
                 if self._guarded is not None:
                     self._guard(span, found, final)
+                    if run is not None:
+                        _langchain.note_run(self._runs, span, found)
             if self._open is not None:
                 self._track(span)
         except Exception:
@@ -368,6 +372,15 @@ class SessionSpanProcessor(SpanProcessor):
                     # split one run's spans between two sessions.
                     if span.dropped_attributes or (final and _overwritten(span, found, final)):
                         span = _restore(span, found, final)
+            except Exception:
+                self._report_failure()
+        if self._runs:
+            try:
+                # A LangChain run's own span started before the run's config was set:
+                # it gets the ids the spans of its body got.
+                learned = _langchain.learned_ids(self._runs, span)
+                if learned:
+                    span = _restore(span, learned)
             except Exception:
                 self._report_failure()
         downstream.on_end(span)

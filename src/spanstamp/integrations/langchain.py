@@ -27,6 +27,7 @@ from contextvars import ContextVar
 from typing import Any, Final
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
@@ -116,3 +117,56 @@ def scoped_ids(found: Mapping[str, AttributeValue], run: Mapping[str, str] | Non
         scoped_ids({"session.id": "s-1"}, {"session.id": "t-1"})  # -> ("session.id",)
     """
     return tuple(key for key in _IDS if key in found and (run is None or found[key] != run.get(key)))
+
+
+#: The instrumentation scope of OpenInference's LangChain tracer, whose spans are the runs.
+TRACER_SCOPE: Final = "openinference.instrumentation.langchain"
+# What a run's own span learns from the spans started in its body.
+_LEARNED: Final = (attr.SESSION_ID, attr.USER_ID, attr.GEN_AI_CONVERSATION_ID)
+# Run spans that never end must not grow the map without bound.
+_MAX_RUNS: Final = 65_536
+
+
+def _is_run_span(span: ReadableSpan) -> bool:
+    scope = span.instrumentation_scope
+    return scope is not None and scope.name == TRACER_SCOPE
+
+
+def note_run(
+    runs: dict[int, dict[str, AttributeValue]], span: ReadableSpan, found: Mapping[str, AttributeValue]
+) -> None:
+    """Remember, for the run span above ``span``, the ids ``span`` got from the run's config.
+
+    A run's own span starts before LangChain sets the config for its body, so it has no
+    ids of its own; :func:`learned_ids` hands it these when it ends::
+
+        note_run(runs, span, {"session.id": "t-1", "user.id": "u-1"})
+    """
+    parent = span.parent
+    if parent is None or parent.is_remote or not _is_run_span(span):
+        return
+    ids = {key: found[key] for key in _LEARNED if key in found}
+    if ids:
+        if len(runs) >= _MAX_RUNS:
+            del runs[next(iter(runs))]
+        runs.setdefault(parent.span_id, ids)
+
+
+def learned_ids(runs: dict[int, dict[str, AttributeValue]], span: ReadableSpan) -> dict[str, AttributeValue] | None:
+    """The ids a run span that ends lacks and its body's spans got (see :func:`note_run`).
+
+    They pass on to the run span above it, so a LangGraph graph's span learns them from
+    its node's span::
+
+        missing = learned_ids(runs, span)   # -> {"user.id": "u-1"}, or None
+    """
+    context = span.context
+    ids = runs.pop(context.span_id, None) if context is not None else None
+    if ids is None or not _is_run_span(span):
+        return None
+    parent = span.parent
+    if parent is not None and not parent.is_remote:
+        runs.setdefault(parent.span_id, ids)
+    present = span.attributes or {}
+    missing = {key: value for key, value in ids.items() if key not in present}
+    return missing or None
