@@ -24,6 +24,7 @@ from spanstamp import privacy, propagation, rules
 from spanstamp._runtime import get_current
 from spanstamp.context import collect, stampable
 from spanstamp.integrations import langchain as _langchain
+from spanstamp.integrations import langchain_models as _langchain_models
 from spanstamp.privacy import _Pseudonymizer
 from spanstamp.scopes import add_entered_hook
 
@@ -33,6 +34,7 @@ _MAX_GUARDED_SPANS: Final = 65_536
 # The loaded modules: LangChain's run config is read only once the app imported it.
 _MODULES: Final = sys.modules
 _LANGCHAIN: Final = _langchain.CONFIG_MODULE
+_EMPTY: Final = Context()
 
 
 ATTRIBUTES_ENV: Final = "SPANSTAMP_ATTRIBUTES"
@@ -121,6 +123,9 @@ class SessionSpanProcessor(SpanProcessor):
             from spanstamp.integrations.openai import take_user_ids
 
             take_user_ids(self)
+        # LangChain models called on their own pass their run's ids too; wrapped when
+        # (and only if) the application imports LangChain.
+        _langchain_models.watch()
         # Nothing to add, keep or track per span: stamp straight from the Context.
         self._direct = not self._more and self._guarded is None and self._open is None
 
@@ -284,7 +289,7 @@ class SessionSpanProcessor(SpanProcessor):
                     span.set_attribute(key, value)
                 if self._guarded is not None:
                     self._guard(span, found, final)
-                    if run is not None:
+                    if _LANGCHAIN in _MODULES:
                         _langchain.note_run(self._runs, span, found)
             if self._open is not None:
                 self._track(span)
@@ -374,16 +379,29 @@ class SessionSpanProcessor(SpanProcessor):
                         span = _restore(span, found, final)
             except Exception:
                 self._report_failure()
-        if self._runs:
-            try:
-                # A LangChain run's own span started before the run's config was set:
-                # it gets the ids the spans of its body got.
-                learned = _langchain.learned_ids(self._runs, span)
-                if learned:
-                    span = _restore(span, learned)
-            except Exception:
-                self._report_failure()
+        if _LANGCHAIN in _MODULES:
+            span = self._end_run_span(span)
         downstream.on_end(span)
+
+    def _end_run_span(self, span: ReadableSpan) -> ReadableSpan:
+        # A LangChain run's own span starts before LangChain sets the run's config: it
+        # gets the ids its run's metadata names and those its body's spans got, where it
+        # lacks them (integrations/langchain.py).
+        try:
+            ended = _langchain.ended_run(self._runs, span)
+            if ended is None:
+                return span
+            named, learned = ended
+            added: dict[str, AttributeValue] = {key: value for key, value in named.items() if key in self._key_set}
+            if added and self._more:
+                added = self._options(added, None, _EMPTY)
+            for key, value in learned.items():
+                added.setdefault(key, value)
+            if added:
+                return _restore(span, added, evicted=False)
+        except Exception:
+            self._report_failure()
+        return span
 
     def shutdown(self) -> None:
         if self._open is not None:
@@ -431,11 +449,15 @@ def _overwritten(span: ReadableSpan, found: dict[str, AttributeValue], final: tu
     return any(key in attributes and attributes[key] != found[key] for key in final)
 
 
-def _restore(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...] = ()) -> ReadableSpan:
+def _restore(
+    span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...] = (), *, evicted: bool = True
+) -> ReadableSpan:
     """A copy of ``span`` with the stamped values that the count limit evicted put back.
 
-    The ``final`` keys also get their stamped value back where it was overwritten. To
-    stay within the limit, the oldest other attributes make room, as the SDK would.
+    The ``final`` keys also get their stamped value back where it was overwritten.
+    ``evicted=False``: the missing keys were never on the span, so the SDK did not count
+    them as dropped. To stay within the limit, the oldest other attributes make room, as
+    the SDK would.
     """
     # The public ``attributes`` is a read-only view without the limit and the dropped
     # count; the SDK keeps both on the private BoundedAttributes.
@@ -455,9 +477,9 @@ def _restore(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[
     restored = BoundedAttributes(
         current.maxlen, {**missing, **dict(kept)}, immutable=True, max_value_len=current.max_value_len
     )
-    # Only evicted keys came back; an overwritten one was never counted as dropped.
-    evicted = sum(1 for key in missing if key not in current)
-    restored.dropped = current.dropped - evicted + overflow
+    # Only evicted keys came back; an overwritten or new one was never counted as dropped.
+    back = sum(1 for key in missing if key not in current) if evicted else 0
+    restored.dropped = current.dropped - back + overflow
     return ReadableSpan(
         name=span.name,
         context=span.context,

@@ -21,6 +21,7 @@ application has imported ``langchain_core``.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -127,7 +128,11 @@ _LEARNED: Final = (attr.SESSION_ID, attr.USER_ID, attr.GEN_AI_CONVERSATION_ID)
 _MAX_RUNS: Final = 65_536
 
 
-def _is_run_span(span: ReadableSpan) -> bool:
+def is_run_span(span: ReadableSpan) -> bool:
+    """Whether ``span`` is one of OpenInference's LangChain spans (one per run).
+
+    is_run_span(span)  # -> True for "RunnableSequence", "LangGraph", "ChatOpenAI", ...
+    """
     scope = span.instrumentation_scope
     return scope is not None and scope.name == TRACER_SCOPE
 
@@ -135,15 +140,15 @@ def _is_run_span(span: ReadableSpan) -> bool:
 def note_run(
     runs: dict[int, dict[str, AttributeValue]], span: ReadableSpan, found: Mapping[str, AttributeValue]
 ) -> None:
-    """Remember, for the run span above ``span``, the ids ``span`` got from the run's config.
+    """Remember, for the run span above the run span ``span``, the ids ``span`` was stamped with.
 
-    A run's own span starts before LangChain sets the config for its body, so it has no
-    ids of its own; :func:`learned_ids` hands it these when it ends::
+    A run's own span starts before LangChain sets the config for its body, so it may lack
+    ids its body's spans have; :func:`ended_run` hands it these when it ends::
 
         note_run(runs, span, {"session.id": "t-1", "user.id": "u-1"})
     """
     parent = span.parent
-    if parent is None or parent.is_remote or not _is_run_span(span):
+    if parent is None or parent.is_remote or not is_run_span(span):
         return
     ids = {key: found[key] for key in _LEARNED if key in found}
     if ids:
@@ -152,21 +157,44 @@ def note_run(
         runs.setdefault(parent.span_id, ids)
 
 
-def learned_ids(runs: dict[int, dict[str, AttributeValue]], span: ReadableSpan) -> dict[str, AttributeValue] | None:
-    """The ids a run span that ends lacks and its body's spans got (see :func:`note_run`).
+def ended_run(
+    runs: dict[int, dict[str, AttributeValue]], span: ReadableSpan
+) -> tuple[dict[str, str], dict[str, AttributeValue]] | None:
+    """For a run span that ends: the ids it lacks, as its run metadata names them and as learned.
 
-    They pass on to the run span above it, so a LangGraph graph's span learns them from
-    its node's span::
+    The first are the ids the ``metadata`` OpenInference wrote on it names (raw, for the
+    processor's options to pass through); the second, the ids its body's spans were
+    stamped with (:func:`note_run`), which also pass on to the run span above it::
 
-        missing = learned_ids(runs, span)   # -> {"user.id": "u-1"}, or None
+        named, learned = ended_run(runs, span)   # -> ({"user.id": "u-1"}, {})
     """
     context = span.context
-    ids = runs.pop(context.span_id, None) if context is not None else None
-    if ids is None or not _is_run_span(span):
+    learned = runs.pop(context.span_id, None) if runs and context is not None else None
+    if not is_run_span(span):
         return None
-    parent = span.parent
-    if parent is not None and not parent.is_remote:
-        runs.setdefault(parent.span_id, ids)
     present = span.attributes or {}
-    missing = {key: value for key, value in ids.items() if key not in present}
-    return missing or None
+    named: dict[str, str] = {}
+    if attr.SESSION_ID not in present or attr.USER_ID not in present:
+        metadata = present.get(attr.METADATA)
+        if type(metadata) is str and any(f'"{name}"' in metadata for name in _NAMES):
+            named = {
+                key: value for key, value in run_ids({"metadata": _decoded(metadata)}).items() if key not in present
+            }
+    if learned is not None:
+        parent = span.parent
+        if parent is not None and not parent.is_remote:
+            runs.setdefault(parent.span_id, {**learned, **named})
+        learned = {key: value for key, value in learned.items() if key not in present and key not in named}
+    if not named and not learned:
+        return None
+    return named, learned or {}
+
+
+_NAMES: Final = (*attr.METADATA_SESSION_KEYS, *attr.METADATA_USER_KEYS)
+
+
+def _decoded(text: str) -> object:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
+        return None
