@@ -163,6 +163,44 @@ def test_two_streams_read_in_turn_chunk_by_chunk(
     assert by_ids(http_receiver.spans) == runs_of(("s-x", "u-x"), ("s-y", "u-y"))
 
 
+# A model called on its own is the run: LangChain sets no run config for its body.
+MODEL_SPANS = sorted([(TRACER_SCOPE, "ChatOpenAI"), (OPENAI_SCOPE, OPENAI_V2.span_name), (HTTPX_SCOPE, "POST")])
+
+
+def test_a_model_called_on_its_own_passes_its_runs_ids(model: ChatOpenAI, http_receiver: OtlpHttpReceiver) -> None:
+    async def in_tasks() -> None:
+        await asyncio.gather(
+            model.ainvoke("a1", config=metadata("s-a1", "u-a1")),
+            model.ainvoke("a2", config=metadata("s-a2", "u-a2")),
+        )
+
+    assert model.invoke("i", config=metadata("s-i", "u-i")).content == "You said: i"
+    assert "".join(str(chunk.content) for chunk in model.stream("s", config=metadata("s-s", "u-s"))) == "You said: s"
+    asyncio.run(in_tasks())
+    model.batch(["b1", "b2"], config=[metadata("s-b1", "u-b1"), metadata("s-b2", "u-b2")])
+    pairs = [("s-i", "u-i"), ("s-s", "u-s"), ("s-a1", "u-a1"), ("s-a2", "u-a2"), ("s-b1", "u-b1"), ("s-b2", "u-b2")]
+    assert by_ids(http_receiver.spans) == runs_of(*pairs, spans=MODEL_SPANS)
+
+
+def test_the_models_own_metadata_counts_too(
+    stub_url: str, provider: TracerProvider, http_receiver: OtlpHttpReceiver
+) -> None:
+    tagged = ChatOpenAI(
+        base_url=stub_url, api_key="offline", model=STUB_MODEL, max_retries=0, metadata={"user_id": "u-model"}
+    )
+    tagged.invoke("q", config={"metadata": {"session_id": "s-call"}})
+    assert by_ids(http_receiver.spans) == runs_of(("s-call", "u-model"), spans=MODEL_SPANS)
+
+
+def test_one_key_order_for_every_span_when_metadata_names_two_sessions(
+    chain: Runnable[dict[str, str], AIMessage], http_receiver: OtlpHttpReceiver
+) -> None:
+    # OpenInference's tracer prefers conversation_id to thread_id; spanstamp's order decides
+    # for every span of the run, OpenInference's included.
+    chain.invoke({"question": "q"}, config={"metadata": {"conversation_id": "c-1", "thread_id": "t-1"}})
+    assert by_ids(http_receiver.spans) == runs_of(("t-1", None))
+
+
 def test_spans_outside_any_run_get_nothing_from_langchain(
     chain: Runnable[dict[str, str], AIMessage], provider: TracerProvider, http_receiver: OtlpHttpReceiver
 ) -> None:

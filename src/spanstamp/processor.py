@@ -366,6 +366,7 @@ class SessionSpanProcessor(SpanProcessor):
         downstream = self._downstream
         if downstream is None:  # stamping alone has nothing to do at the end
             return
+        final: tuple[str, ...] = ()
         if self._guarded:
             try:
                 context = span.context
@@ -380,25 +381,27 @@ class SessionSpanProcessor(SpanProcessor):
             except Exception:
                 self._report_failure()
         if _LANGCHAIN in _MODULES:
-            span = self._end_run_span(span)
+            span = self._end_run_span(span, final)
         downstream.on_end(span)
 
-    def _end_run_span(self, span: ReadableSpan) -> ReadableSpan:
+    def _end_run_span(self, span: ReadableSpan, final: tuple[str, ...]) -> ReadableSpan:
         # A LangChain run's own span starts before LangChain sets the run's config: it
-        # gets the ids its run's metadata names and those its body's spans got, where it
-        # lacks them (integrations/langchain.py).
+        # gets the ids its run's metadata names, read as its body's spans read them, and
+        # those its body's spans got, where it lacks them (integrations/langchain.py).
         try:
-            ended = _langchain.ended_run(self._runs, span)
+            ended = _langchain.ended_run(self._runs, span, final)
             if ended is None:
                 return span
             named, learned = ended
+            present = span.attributes or {}
+            replaced = tuple(key for key in named if key in present)
             added: dict[str, AttributeValue] = {key: value for key, value in named.items() if key in self._key_set}
             if added and self._more:
                 added = self._options(added, None, _EMPTY)
             for key, value in learned.items():
                 added.setdefault(key, value)
             if added:
-                return _restore(span, added, evicted=False)
+                return _restore(span, added, replaced, evicted=False)
         except Exception:
             self._report_failure()
         return span

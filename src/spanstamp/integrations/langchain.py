@@ -158,13 +158,16 @@ def note_run(
 
 
 def ended_run(
-    runs: dict[int, dict[str, AttributeValue]], span: ReadableSpan
+    runs: dict[int, dict[str, AttributeValue]], span: ReadableSpan, final: tuple[str, ...] = ()
 ) -> tuple[dict[str, str], dict[str, AttributeValue]] | None:
-    """For a run span that ends: the ids it lacks, as its run metadata names them and as learned.
+    """For a run span that ends: the ids its run's metadata names, and those it learned.
 
-    The first are the ids the ``metadata`` OpenInference wrote on it names (raw, for the
-    processor's options to pass through); the second, the ids its body's spans were
-    stamped with (:func:`note_run`), which also pass on to the run span above it::
+    The first are the ids the ``metadata`` OpenInference wrote on the span names, read
+    with spanstamp's key order (raw, for the processor's options to pass through): ids the
+    span lacks, and a session OpenInference wrote by its own order (``session_id``,
+    ``conversation_id``, ``thread_id``) over another, unless a scope set it (``final``).
+    The second are the ids its body's spans were stamped with (:func:`note_run`) that it
+    lacks; they also pass on to the run span above it::
 
         named, learned = ended_run(runs, span)   # -> ({"user.id": "u-1"}, {})
     """
@@ -174,12 +177,11 @@ def ended_run(
         return None
     present = span.attributes or {}
     named: dict[str, str] = {}
-    if attr.SESSION_ID not in present or attr.USER_ID not in present:
-        metadata = present.get(attr.METADATA)
-        if type(metadata) is str and any(f'"{name}"' in metadata for name in _NAMES):
-            named = {
-                key: value for key, value in run_ids({"metadata": _decoded(metadata)}).items() if key not in present
-            }
+    metadata = present.get(attr.METADATA)
+    if type(metadata) is str and any(f'"{name}"' in metadata for name in _NAMES):
+        for key, value in run_ids({"metadata": _decoded(metadata)}).items():
+            if key not in present or (key == attr.SESSION_ID and key not in final and present[key] != value):
+                named[key] = value
     if learned is not None:
         parent = span.parent
         if parent is not None and not parent.is_remote:
