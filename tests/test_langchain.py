@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
@@ -216,8 +216,23 @@ def test_spans_outside_any_run_get_nothing_from_langchain(
 
 
 def _graph(model: ChatOpenAI) -> Any:
+    """One node that asks the model; the checkpointer keeps each thread's messages."""
+
     def chat(state: MessagesState) -> dict[str, list[Any]]:
         return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", chat)
+    builder.add_edge(START, "chat")
+    return builder.compile(checkpointer=InMemorySaver())
+
+
+def _async_graph(model: ChatOpenAI) -> Any:
+    """The same with an async node that passes its config on, as LangChain asks on Python 3.10
+    (where asyncio cannot run a task in a given context, so the run config is not inherited)."""
+
+    async def chat(state: MessagesState, config: RunnableConfig) -> dict[str, list[Any]]:
+        return {"messages": [await model.ainvoke(state["messages"], config)]}
 
     builder = StateGraph(MessagesState)
     builder.add_node("chat", chat)
@@ -245,7 +260,7 @@ def test_langgraph_thread_id_is_the_session_of_every_turn(model: ChatOpenAI, htt
 
 
 def test_langgraph_threads_run_at_once_with_gather(model: ChatOpenAI, http_receiver: OtlpHttpReceiver) -> None:
-    graph = _graph(model)
+    graph = _async_graph(model)
 
     async def main() -> None:
         await asyncio.gather(
