@@ -173,12 +173,15 @@ def test_a_model_called_on_its_own_passes_its_runs_ids(model: ChatOpenAI, http_r
             model.ainvoke("a1", config=metadata("s-a1", "u-a1")),
             model.ainvoke("a2", config=metadata("s-a2", "u-a2")),
         )
+        chunks = [str(chunk.content) async for chunk in model.astream("as", config=metadata("s-as", "u-as"))]
+        assert "".join(chunks) == "You said: as"
 
     assert model.invoke("i", config=metadata("s-i", "u-i")).content == "You said: i"
     assert "".join(str(chunk.content) for chunk in model.stream("s", config=metadata("s-s", "u-s"))) == "You said: s"
     asyncio.run(in_tasks())
     model.batch(["b1", "b2"], config=[metadata("s-b1", "u-b1"), metadata("s-b2", "u-b2")])
-    pairs = [("s-i", "u-i"), ("s-s", "u-s"), ("s-a1", "u-a1"), ("s-a2", "u-a2"), ("s-b1", "u-b1"), ("s-b2", "u-b2")]
+    pairs = [("s-i", "u-i"), ("s-s", "u-s"), ("s-a1", "u-a1"), ("s-a2", "u-a2"), ("s-as", "u-as")]
+    pairs += [("s-b1", "u-b1"), ("s-b2", "u-b2")]
     assert by_ids(http_receiver.spans) == runs_of(*pairs, spans=MODEL_SPANS)
 
 
@@ -341,6 +344,24 @@ def test_run_ids_follows_the_id_rules_and_never_raises() -> None:
     assert run_ids({"metadata": Broken(session_id="s")}) == {}
     assert run_ids(None) == {}
     assert run_ids({"metadata": "not a mapping"}) == {}
+
+
+def test_ids_the_rules_refuse_are_left_out_quietly_and_the_run_goes_on(
+    chain: Runnable[dict[str, str], AIMessage], http_receiver: OtlpHttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    odd = {"metadata": {"session_id": "s" * 100_000, "thread_id": True, "user_id": ["u-1"]}}
+    with caplog.at_level("DEBUG", logger="spanstamp"):
+        assert chain.invoke({"question": "q"}, config=odd).content == "You said: q"
+    # spanstamp stamps none of them; OpenInference's tracer writes the session as it is, on its spans.
+    assert by_ids(http_receiver.spans) == {
+        (None, None): sorted([(OPENAI_SCOPE, OPENAI_V2.span_name), (HTTPX_SCOPE, "POST")]),
+        ("s" * 100_000, None): [
+            (TRACER_SCOPE, "ChatOpenAI"),
+            (TRACER_SCOPE, "ChatPromptTemplate"),
+            (TRACER_SCOPE, "RunnableSequence"),
+        ],
+    }
+    assert not caplog.records  # a framework's config is read quietly, and nothing failed
 
 
 def test_an_app_without_langchain_does_not_import_it(http_receiver: OtlpHttpReceiver) -> None:

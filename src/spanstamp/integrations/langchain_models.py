@@ -16,6 +16,7 @@ The wrappers go in when the application imports LangChain's model modules
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any, Final
@@ -122,9 +123,13 @@ async def _acall(ids: dict[str, str] | None, awaitable: Any) -> Any:
         detach(token)
 
 
-def _config(args: Any, kwargs: Any) -> Mapping[str, Any]:
-    # stream(input, config=None, ...)
-    return _mapping(args[1] if len(args) > 1 else kwargs.get("config"))
+def _stream_ids(instance: Any, args: Any, kwargs: Any) -> dict[str, str] | None:
+    """The ids of a ``stream(input, config=None, ...)`` call's run; never raises."""
+    try:
+        config = _mapping(args[1] if len(args) > 1 else kwargs.get("config"))
+        return _ids(instance, config.get("metadata"), config.get("configurable"))
+    except Exception:  # an odd config: the call names nothing
+        return None
 
 
 def _generate(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -137,17 +142,15 @@ def _agenerate(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _stream(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    config = _config(args, kwargs)
-    ids = _ids(instance, config.get("metadata"), config.get("configurable"))
+    ids = _stream_ids(instance, args, kwargs)
     body = wrapped(*args, **kwargs)
-    return body if ids is None else _each_step(body, ids)
+    return _each_step(body, ids) if ids is not None and inspect.isgenerator(body) else body
 
 
 def _astream(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    config = _config(args, kwargs)
-    ids = _ids(instance, config.get("metadata"), config.get("configurable"))
+    ids = _stream_ids(instance, args, kwargs)
     body = wrapped(*args, **kwargs)
-    return body if ids is None else _each_step_async(body, ids)
+    return _each_step_async(body, ids) if ids is not None and inspect.isasyncgen(body) else body
 
 
 # Each step of a stream runs in the Context of whoever reads it, with the run's ids added:
