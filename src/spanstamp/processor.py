@@ -380,7 +380,7 @@ class SessionSpanProcessor(SpanProcessor):
                         span = _restore(span, found, final)
             except Exception:
                 self._report_failure()
-        if _LANGCHAIN in _MODULES:
+        if _LANGCHAIN in _MODULES and (self._runs or _langchain.is_run_span(span)):
             span = self._end_run_span(span, final)
         downstream.on_end(span)
 
