@@ -307,6 +307,26 @@ def test_a_metadata_scope_naming_a_session_wins_over_the_run(
     assert by_ids(http_receiver.spans) == runs_of(("scope-meta-s", "meta-u"))
 
 
+def test_ids_survive_the_attribute_count_limit_on_long_conversations(
+    http_receiver: OtlpHttpReceiver, stub_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenInference flattens each message into attributes: 40 messages pass a limit of 32.
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "32")
+    provider = spanstamp.configure(endpoint=http_receiver.traces_url, batch=False, set_global=False)
+    try:
+        with instrumented([LANGCHAIN, OPENAI_V2, HTTPX], provider):
+            model = ChatOpenAI(base_url=stub_url, api_key="offline", model=STUB_MODEL, max_retries=0)
+            history = [HumanMessage(f"m{n}") if n % 2 else AIMessage(f"r{n}") for n in range(40)]
+            model.invoke(history, config=metadata("s-long", "u-long"))
+    finally:
+        provider.shutdown()
+    spans = http_receiver.spans
+    assert by_ids(spans) == runs_of(("s-long", "u-long"), spans=MODEL_SPANS)
+    model_span = http_receiver.by_name("ChatOpenAI")
+    assert len(model_span.attributes) == 32
+    assert model_span.dropped_attributes_count > 0  # the limit really cut, and the count stays true
+
+
 def test_hashed_user_ids_hash_the_runs_user(http_receiver: OtlpHttpReceiver, stub_url: str) -> None:
     key = "k" * 32
     provider = spanstamp.configure(endpoint=http_receiver.traces_url, batch=False, set_global=False, hash_user_ids=key)
