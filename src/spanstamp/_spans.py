@@ -29,11 +29,13 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, AttributeValue]:
 
 
 def copy_with(span: ReadableSpan, added: Mapping[str, AttributeValue], *, evicted: int = 0) -> ReadableSpan:
-    """A copy of ``span`` carrying ``added`` (keys it lacks) first, then its own attributes.
+    """A copy of ``span`` carrying ``added`` first, then its own attributes.
 
-    Within the span's attribute count limit the oldest of its own attributes make room,
-    as the SDK would, and count as dropped. ``evicted`` says how many of ``added`` the
-    limit had already dropped: they leave the dropped count again::
+    A key in ``added`` that the span has takes the value from ``added`` (a scope's id put
+    back where something overwrote it). Within the span's attribute count limit the
+    oldest of its own attributes make room, as the SDK would, and count as dropped.
+    ``evicted`` says how many of ``added`` the limit had already dropped: they leave the
+    dropped count again::
 
         restored = copy_with(span, {"session.id": "s-1"}, evicted=1)
     """
@@ -45,6 +47,8 @@ def copy_with(span: ReadableSpan, added: Mapping[str, AttributeValue], *, evicte
     else:
         maxlen, max_value_len, dropped = None, None, 0
     own = attributes_of(span)
+    if any(key in own for key in added):
+        own = {key: value for key, value in own.items() if key not in added}
     overflow = 0 if maxlen is None else max(0, len(own) + len(added) - maxlen)
     merged = {**added, **(dict(list(own.items())[overflow:]) if overflow else own)}
     dropped += overflow - evicted

@@ -8,6 +8,7 @@ OpenInference, OpenTelemetry's own instrumentors)::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Final
 
@@ -22,6 +23,8 @@ from spanstamp import privacy, propagation, rules, tracefill
 from spanstamp._runtime import get_current
 from spanstamp._spans import copy_with
 from spanstamp.context import collect, stampable
+from spanstamp.integrations import langchain as _langchain
+from spanstamp.integrations import langchain_models as _langchain_models
 from spanstamp.scopes import add_entered_hook
 
 # Read on every span: whether user ids must be hashed as they are read (the general path).
@@ -30,6 +33,10 @@ _privacy: Final = privacy._settings
 # Guarding spans whose ids may be evicted keeps one small dict per stamped span
 # until it ends; spans that never end must not grow it without bound.
 _MAX_GUARDED_SPANS: Final = 65_536
+# The loaded modules: LangChain's run config is read only once the app imported it.
+_MODULES: Final = sys.modules
+_LANGCHAIN: Final = _langchain.CONFIG_MODULE
+_EMPTY: Final = Context()
 
 
 ATTRIBUTES_ENV: Final = "SPANSTAMP_ATTRIBUTES"
@@ -102,7 +109,12 @@ class SessionSpanProcessor(SpanProcessor):
         if self._conversation:
             filled.append(attr.GEN_AI_CONVERSATION_ID)
         self._downstream = tracefill.wrap(downstream, fill_traces, filled)
-        self._guarded: dict[int, dict[str, AttributeValue]] | None = {} if downstream is not None else None
+        # Per stamped span: the stamped values, and the ids among them a scope set (final).
+        self._guarded: dict[int, tuple[dict[str, AttributeValue], tuple[str, ...]]] | None = (
+            {} if downstream is not None else None
+        )
+        # LangChain run spans, by span id, and the ids their body's spans got from the run.
+        self._runs: dict[int, dict[str, AttributeValue]] = {}
         self._failed = False
         self._hash_user_ids = self._hashing(hash_user_ids)
         self._trusted, self._baggage_cap = self._trust(trust_baggage, baggage_max_length)
@@ -123,6 +135,9 @@ class SessionSpanProcessor(SpanProcessor):
             from spanstamp.integrations.openai import take_user_ids
 
             take_user_ids(self)
+        # LangChain models called on their own pass their run's ids too; wrapped when
+        # (and only if) the application imports LangChain.
+        _langchain_models.watch()
         # Nothing to add, keep or track per span: stamp straight from the Context.
         self._direct = not self._more and self._guarded is None and self._open is None
 
@@ -248,6 +263,12 @@ class SessionSpanProcessor(SpanProcessor):
         """Stamp the context's attributes on ``span`` (the SDK calls this; it never raises)."""
         try:
             current = get_current()
+            run = None
+            if _LANGCHAIN in _MODULES:
+                # Under a LangChain run, its ids join the Context as ids a scope's metadata
+                # names, so the rules below rank them (integrations/langchain.py). Without
+                # LangChain imported, this test is all a span pays.
+                current, run = _langchain.with_run_ids(current)
             watch = self._watch
             if parent_context is None and self._direct and not _privacy.hash_user_ids:
                 # The usual case: stamp straight from the current Context, each value as
@@ -274,6 +295,8 @@ class SessionSpanProcessor(SpanProcessor):
                 found = None
             else:
                 found = collect(self._key_set, parent_context, current)
+            # Taken before the options add baggage ids: only a scope's ids are final.
+            final = _langchain.scoped_ids(found, run) if found and self._guarded is not None else ()
             if self._more:
                 found = self._options(found, parent_context, current)
             if found:
@@ -282,7 +305,9 @@ class SessionSpanProcessor(SpanProcessor):
                 for key, value in found.items():
                     span.set_attribute(key, value)
                 if self._guarded is not None:
-                    self._guard(span, found)
+                    self._guard(span, found, final)
+                    if _LANGCHAIN in _MODULES:
+                        _langchain.note_run(self._runs, span, found)
             if self._open is not None:
                 self._track(span)
         except Exception:
@@ -297,13 +322,13 @@ class SessionSpanProcessor(SpanProcessor):
             if key in attr.FROM_METADATA.values() and stampable(key, current.get(key)) is None:
                 span.set_attribute(key, value)
 
-    def _guard(self, span: Span, found: dict[str, AttributeValue]) -> None:
+    def _guard(self, span: Span, found: dict[str, AttributeValue], final: tuple[str, ...]) -> None:
         guarded = self._guarded
         assert guarded is not None
         if len(guarded) >= _MAX_GUARDED_SPANS:
             # Spans that never end leave entries behind; drop the oldest.
             del guarded[next(iter(guarded))]
-        guarded[span.context.span_id] = found
+        guarded[span.context.span_id] = (found, final)
 
     def _track(self, span: Span) -> None:
         spans = self._open
@@ -359,15 +384,53 @@ class SessionSpanProcessor(SpanProcessor):
         downstream = self._downstream
         if downstream is None:  # stamping alone has nothing to do at the end
             return
+        final: tuple[str, ...] = ()
         if self._guarded:
             try:
                 context = span.context
-                found = self._guarded.pop(context.span_id, None) if context is not None else None
-                if found and span.dropped_attributes:
-                    span = _restore(span, found)
+                entry = self._guarded.pop(context.span_id, None) if context is not None else None
+                if entry is not None:
+                    found, final = entry
+                    # A scope's id wins over one written later: OpenInference's LangChain
+                    # tracer writes the run metadata's session at span end, which would
+                    # split one run's spans between two sessions.
+                    if span.dropped_attributes or (final and _overwritten(span, found, final)):
+                        span = _restore(span, found, final)
             except Exception:
                 self._report_failure()
+        if _LANGCHAIN in _MODULES and (self._runs or _langchain.is_run_span(span)):
+            span = self._end_run_span(span, final)
         downstream.on_end(span)
+
+    def _end_run_span(self, span: ReadableSpan, final: tuple[str, ...]) -> ReadableSpan:
+        # A LangChain run's own span starts before LangChain sets the run's config: it
+        # gets the ids its run's metadata names, read as its body's spans read them, and
+        # those its body's spans got, where it lacks them (integrations/langchain.py).
+        try:
+            ended = _langchain.ended_run(self._runs, span, final)
+            if ended is None:
+                return span
+            named, learned = ended
+            present = span.attributes or {}
+            replaced = tuple(key for key in named if key in present)
+            added: dict[str, AttributeValue] = {key: value for key, value in named.items() if key in self._key_set}
+            user = added.get(attr.USER_ID)
+            if isinstance(user, str) and _privacy.hash_user_ids:
+                # The run's metadata holds the raw id: only its pseudonym may be stamped.
+                pseudonymizer = privacy._pseudonymizer()
+                if pseudonymizer is None:
+                    del added[attr.USER_ID]
+                else:
+                    added[attr.USER_ID] = pseudonymizer(user)
+            if added and self._more:
+                added = self._options(added, None, _EMPTY)
+            for key, value in learned.items():
+                added.setdefault(key, value)
+            if added:
+                return _restore(span, added, replaced, evicted=False)
+        except Exception:
+            self._report_failure()
+        return span
 
     def shutdown(self) -> None:
         """Release what this processor holds and shut its downstream processor down."""
@@ -393,15 +456,30 @@ class SessionSpanProcessor(SpanProcessor):
             rules.logger.debug("SessionSpanProcessor failed again", exc_info=True)
 
 
-def _restore(span: ReadableSpan, found: dict[str, AttributeValue]) -> ReadableSpan:
+def _overwritten(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...]) -> bool:
+    """Whether a final id on ``span`` now holds another value than the one stamped."""
+    attributes = span.attributes or {}
+    return any(key in attributes and attributes[key] != found[key] for key in final)
+
+
+def _restore(
+    span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...] = (), *, evicted: bool = True
+) -> ReadableSpan:
     """A copy of ``span`` with the stamped values that the count limit evicted put back.
 
-    To stay within the limit, the oldest other attributes make room, as the SDK would.
+    The ``final`` keys also get their stamped value back where it was overwritten.
+    ``evicted=False``: the missing keys were never on the span, so the SDK did not count
+    them as dropped. To stay within the limit, the oldest other attributes make room, as
+    the SDK would.
     """
     current = getattr(span, "_attributes", None)
     if not isinstance(current, BoundedAttributes):
         return span
-    missing = {key: value for key, value in found.items() if key not in current}
+    missing = {
+        key: value for key, value in found.items() if key not in current or (key in final and current[key] != value)
+    }
     if not missing:
         return span
-    return copy_with(span, missing, evicted=len(missing))
+    # Only evicted keys came back; an overwritten or new one was never counted as dropped.
+    back = sum(1 for key in missing if key not in current) if evicted else 0
+    return copy_with(span, missing, evicted=back)
