@@ -410,3 +410,22 @@ def test_an_app_without_langchain_does_not_import_it(http_receiver: OtlpHttpRece
         ("s-plain", "u-plain"): [("app", "child"), ("app", "in scope")],
         (None, None): [("app", "outside")],
     }
+
+
+def test_the_readers_see_the_runs_ids_as_the_processor_does() -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    def body(_: object) -> tuple[str | None, str | None, dict[str, Any]]:
+        return (
+            spanstamp.current_session_id(),
+            spanstamp.current_user_id(),
+            dict(spanstamp.get_attributes_from_context()),
+        )
+
+    config: RunnableConfig = {"configurable": {"thread_id": "thread-7", "user_id": "u-7"}}
+    session_id, user_id, attrs = RunnableLambda(body).invoke(None, config=config)
+    assert (session_id, user_id) == ("thread-7", "u-7")
+    assert attrs == {"session.id": "thread-7", "user.id": "u-7"}
+    with spanstamp.using_session("explicit"):  # an explicit scope wins, as on spans
+        assert RunnableLambda(body).invoke(None, config=config)[0] == "explicit"
+    assert spanstamp.current_session_id() is None  # outside the run, nothing

@@ -9,6 +9,7 @@ stamps on a span started in that context; both use :func:`collect`::
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Collection, Iterable, Iterator
 from typing import Final
@@ -18,8 +19,10 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import privacy, rules
+from spanstamp.integrations import langchain as _langchain
 
 _ALL: Final = frozenset(attr.CONTEXT_ATTRIBUTES)
+_LANGCHAIN: Final = _langchain.CONFIG_MODULE
 _SESSION: Final = frozenset({attr.SESSION_ID})
 _USER: Final = frozenset({attr.USER_ID})
 # With a parent context, keys are probed in this fixed order (not a set's, which changes
@@ -153,6 +156,15 @@ def _tag(tag: object) -> str | None:
     return text if text and rules.encodable(text) else None
 
 
+def _current() -> Context:
+    # The current Context as the processor reads it: under a LangChain run (once the app
+    # imported LangChain), with the run's ids as ids a scope's metadata names.
+    current = get_current()
+    if _LANGCHAIN in sys.modules:
+        current = _langchain.with_run_ids(current)[0]
+    return current
+
+
 def get_attributes_from_context(context: Context | None = None) -> Iterator[tuple[str, AttributeValue]]:
     """Exactly the attributes the processor would stamp on a span started with ``context``, as pairs.
 
@@ -162,7 +174,7 @@ def get_attributes_from_context(context: Context | None = None) -> Iterator[tupl
         with using_user("u-1"):
             dict(get_attributes_from_context())  # -> {"user.id": "u-1"}
     """
-    return iter(collect(_ALL, context, get_current()).items())
+    return iter(collect(_ALL, context, _current()).items())
 
 
 def current_session_id(context: Context | None = None) -> str | None:
@@ -171,7 +183,7 @@ def current_session_id(context: Context | None = None) -> str | None:
     with using_session("s-1"):
         current_session_id()  # -> "s-1"
     """
-    value = collect(_SESSION, context, get_current()).get(attr.SESSION_ID)
+    value = collect(_SESSION, context, _current()).get(attr.SESSION_ID)
     return value if isinstance(value, str) else None
 
 
@@ -181,7 +193,7 @@ def current_user_id(context: Context | None = None) -> str | None:
     with using_user("u-1"):
         current_user_id()  # -> "u-1"
     """
-    value = collect(_USER, context, get_current()).get(attr.USER_ID)
+    value = collect(_USER, context, _current()).get(attr.USER_ID)
     return value if isinstance(value, str) else None
 
 
