@@ -44,8 +44,9 @@ def instrument_installed(tracer_provider: Any) -> list[str]:
     OpenInference one is used, as its spans are what Phoenix's views read, and the other is
     skipped with a warning. ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (names, or ``*``)
     skips some, as for ``opentelemetry-instrument``. An instrumentor whose library is not
-    installed is skipped quietly; one whose library has an unsupported version, one that
-    fails to import or to instrument, or one already instrumented is reported and skipped.
+    installed (by its declared requirements, or a ModuleNotFoundError on import) is skipped
+    quietly; one whose library has an unsupported version, one that fails to import or to
+    instrument, or one already instrumented is reported and skipped.
     """
     disabled = {part.strip() for part in os.environ.get(DISABLED_ENV, "").split(",") if part.strip()}
     if _EVERYTHING in disabled:
@@ -55,6 +56,9 @@ def instrument_installed(tracer_provider: Any) -> list[str]:
         try:
             if _instrument(candidate, tracer_provider):
                 done.append(candidate.name)
+        except ModuleNotFoundError:
+            # The library it instruments is missing (opentelemetry-contrib#3421): nothing to do.
+            rules.logger.debug("auto_instrument: %s is skipped, a module it imports is missing", candidate.name)
         except Exception as exc:  # an instrumentor must never take the application down
             rules.logger.warning(
                 "auto_instrument: %s (%s) failed (%s); it is skipped",
