@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import spanstamp
 from otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 from spanstamp import rules, using_session
-from spanstamp.exporting import batch_settings
+from spanstamp.batching import batch_settings
 
 SECRET = "Bearer sk-live-0123456789"
 
@@ -217,6 +217,17 @@ def test_an_explicit_exporter_wins_over_the_variable(monkeypatch: pytest.MonkeyP
         assert span.attributes == {"session.id": "s-1"}
 
 
+def test_an_explicit_exporter_that_is_not_one_is_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    memory = InMemorySpanExporter()
+    provider = spanstamp.configure(exporter=[memory, "console"], batch=False, set_global=False)  # type: ignore[list-item]
+    _one_span(provider)
+    provider.shutdown()
+    assert len(memory.get_finished_spans()) == 1
+    assert _warnings(caplog) == [
+        "configure(exporter): expected a SpanExporter, got a str of 7 characters; the value is left out"
+    ]
+
+
 def _fake_distribution(root: Path, group: str, name: str, value: str, requires: Sequence[str] = ()) -> None:
     """A minimal installed distribution (``*.dist-info``) under ``root`` with one entry point."""
     info = root / f"spanstamp_fake_{name}-1.0.dist-info"
@@ -268,8 +279,7 @@ def test_a_json_file_that_cannot_be_opened_is_reported(tmp_path: Path, caplog: p
     provider.shutdown()
     assert len(exporter.get_finished_spans()) == 1
     (warning,) = _warnings(caplog)
-    assert "configure(json_file)" in warning
-    assert "FileNotFoundError" in warning
+    assert warning.startswith("configure(json_file): the file cannot be opened (FileNotFoundError)")
     assert "no-such-folder" not in warning
 
 

@@ -1,8 +1,7 @@
-"""The exporting half of configure(): which exporters (``OTEL_TRACES_EXPORTER``), their
-OTLP settings, and how their spans are batched (``OTEL_BSP_*``).
+"""Which exporters configure() builds: ``OTEL_TRACES_EXPORTER`` through the exporters' entry
+points, their OTLP protocol and timeout, and the OTLP JSON-lines file.
 
-exporters = select_exporters(protocol=None, endpoint=None, headers=None, timeout=None, json_file=None)
-exporting = exporting_processor(exporters, batch=True)
+exporters = select_exporters(None, protocol=None, endpoint=None, headers=None, timeout=None, json_file=None)
 """
 
 from __future__ import annotations
@@ -10,13 +9,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, Final
 
-from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from spanstamp import rules
 
@@ -40,17 +38,12 @@ _NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _TIMEOUT_ENVS: Final = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 DEFAULT_TIMEOUT_S: Final = 10.0
 
-# BatchSpanProcessor's arguments, their variables and the specification's defaults.
-_BATCH: Final = {
-    "max_queue_size": ("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
-    "schedule_delay_millis": ("OTEL_BSP_SCHEDULE_DELAY", 5000),
-    "max_export_batch_size": ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
-    "export_timeout_millis": ("OTEL_BSP_EXPORT_TIMEOUT", 30000),
-}
 
+def env(name: str) -> str | None:
+    """A variable's stripped value; None when unset or empty (the specification's rule).
 
-def _env(name: str) -> str | None:
-    # An empty variable counts as unset, as the OpenTelemetry specification says.
+    env("OTEL_TRACES_EXPORTER")  # -> "console"
+    """
     raw = os.environ.get(name, "").strip()
     return raw or None
 
@@ -68,8 +61,8 @@ def otlp_protocol(protocol: str | None) -> str:
     """
     chosen = (
         (protocol or "").strip()
-        or _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or _env("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or env("OTEL_EXPORTER_OTLP_PROTOCOL")
         or HTTP_PROTOBUF
     ).lower()
     if chosen not in _PROTOCOLS:
@@ -88,20 +81,20 @@ def otlp_timeout(timeout: float | None) -> float:
     otlp_timeout(None)  # -> 2.5 when OTEL_EXPORTER_OTLP_TIMEOUT=2.5
     """
     if timeout is not None:
-        if _positive_seconds(timeout):
+        if positive_number(timeout):
             return float(timeout)
         rules.reject(
             "configure(timeout)", f"expected a positive number of seconds, got {rules.describe(timeout)}", TypeError
         )
     for name in _TIMEOUT_ENVS:
-        raw = _env(name)
+        raw = env(name)
         if raw is None:
             continue
         try:
             seconds = float(raw)
         except ValueError:
             seconds = math.nan
-        if _positive_seconds(seconds):
+        if positive_number(seconds):
             return seconds
         # A bad value counts as unset; the exporter never reads it (see _hidden).
         rules.logger.warning("%s is not a positive number of seconds (%s); it is ignored", name, rules.describe(raw))
@@ -120,7 +113,11 @@ def _hidden(names: Sequence[str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _positive_seconds(value: object) -> bool:
+def positive_number(value: object) -> bool:
+    """Whether ``value`` is a finite int or float above zero (not a bool).
+
+    positive_number(2.5)  # -> True
+    """
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
@@ -142,35 +139,46 @@ def select_exporters(
     ``otlp_json_file``, or any installed exporter's; a comma list gives several; ``none`` none.
     A name that cannot be used is reported and left out; if none can, ``otlp`` is used.
     """
-    path = json_file if json_file is not None else _env(JSON_FILE_ENV)
+    path = json_file if json_file is not None else env(JSON_FILE_ENV)
+    file_where = "configure(json_file)" if json_file is not None else JSON_FILE_ENV
     if exporter is not None:
         # Explicit exporters replace the variable's; the JSON file still comes on top.
-        chosen = [exporter] if isinstance(exporter, SpanExporter) else list(exporter)
-        extra = json_file_exporter(path) if path is not None else None
+        chosen = _explicit(exporter)
+        extra = json_file_exporter(path, file_where) if path is not None else None
         return [*chosen, extra] if extra is not None else chosen
     names = _exporter_names()
     exporters: list[SpanExporter] = []
     for name in names:
-        exporter = _build(name, protocol, endpoint, headers, timeout, path)
-        if exporter is not None:
-            exporters.append(exporter)
+        built = _build(name, protocol, endpoint, headers, timeout, path, file_where)
+        if built is not None:
+            exporters.append(built)
     if names and not exporters and not any(name == _OTLP or name in _OTLP_BY_PROTOCOL.values() for name in names):
         rules.logger.warning("%s: none of the exporters named can be used; using otlp", TRACES_EXPORTER_ENV)
         fallback = _otlp(_OTLP, protocol, endpoint, headers, timeout)
         exporters.extend([fallback] if fallback is not None else [])
     if path is not None and JSON_FILE_EXPORTER not in names:
-        extra = json_file_exporter(path)
+        extra = json_file_exporter(path, file_where)
         if extra is not None:
             exporters.append(extra)
     return exporters
 
 
-def json_file_exporter(path: str | os.PathLike[str]) -> SpanExporter | None:
+def _explicit(exporter: object) -> list[SpanExporter]:
+    items = [exporter] if isinstance(exporter, (SpanExporter, str)) or not isinstance(exporter, Iterable) else exporter
+    chosen: list[SpanExporter] = []
+    for item in items:
+        if isinstance(item, SpanExporter):
+            chosen.append(item)
+        else:
+            rules.reject("configure(exporter)", f"expected a SpanExporter, got {rules.describe(item)}", TypeError)
+    return chosen
+
+
+def json_file_exporter(path: str | os.PathLike[str], where: str = "configure(json_file)") -> SpanExporter | None:
     """An ``otlp_json_file`` exporter appending OTLP JSON lines to ``path``; None (reported) if it cannot.
 
     exporter = json_file_exporter("spans.jsonl")
     """
-    where = "configure(json_file)"
     factory = _entry_point(JSON_FILE_EXPORTER, where)
     if factory is None:
         return None
@@ -182,7 +190,7 @@ def json_file_exporter(path: str | os.PathLike[str]) -> SpanExporter | None:
 
 
 def _exporter_names() -> list[str]:
-    raw = _env(TRACES_EXPORTER_ENV)
+    raw = env(TRACES_EXPORTER_ENV)
     if raw is None:
         return [_OTLP]
     names = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
@@ -200,11 +208,12 @@ def _build(
     headers: Mapping[str, str] | None,
     timeout: float | None,
     path: str | os.PathLike[str] | None,
+    file_where: str,
 ) -> SpanExporter | None:
     if name == _OTLP or name in _OTLP_BY_PROTOCOL.values():
         return _otlp(name, protocol, endpoint, headers, timeout)
     if name == JSON_FILE_EXPORTER and path is not None:
-        return json_file_exporter(path)
+        return json_file_exporter(path, file_where)
     factory = _entry_point(name, TRACES_EXPORTER_ENV)
     if factory is None:
         return None
@@ -263,71 +272,3 @@ def _entry_point(name: str, where: str) -> Callable[..., SpanExporter] | None:
         rules.logger.warning("%s: %s is not a span exporter; it is left out", where, _shown(name))
         return None
     return loaded
-
-
-def batch_settings(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-    """BatchSpanProcessor's arguments: ``overrides``, else ``OTEL_BSP_*``, else the defaults.
-
-    batch_settings()  # -> {"max_queue_size": 20000, ...} when OTEL_BSP_MAX_QUEUE_SIZE=20000
-    """
-    given = dict(overrides or {})
-    for key in list(given):
-        value = given[key]
-        if key not in _BATCH:
-            rules.reject("configure(batch)", f"unknown BatchSpanProcessor argument ({rules.describe(key)})")
-            del given[key]
-        elif not _positive_seconds(value) or (key != "schedule_delay_millis" and not isinstance(value, int)):
-            rules.reject(
-                f"configure(batch[{key!r}])", f"expected a positive number, got {rules.describe(value)}", TypeError
-            )
-            del given[key]
-    settings: dict[str, float] = {}
-    from_user: set[str] = set(given)
-    for key, (variable, default) in _BATCH.items():
-        if key in given:
-            settings[key] = given[key]
-            continue
-        settings[key] = default
-        raw = _env(variable)
-        if raw is None:
-            continue
-        try:
-            number = int(raw)
-        except ValueError:
-            number = 0
-        if number > 0:
-            settings[key] = number
-            from_user.add(key)
-        else:
-            rules.logger.warning(
-                "%s is not a positive integer (%s); using the default, %d", variable, rules.describe(raw), default
-            )
-    queue, batch = settings["max_queue_size"], settings["max_export_batch_size"]
-    if batch > queue:
-        # The SDK refuses a batch larger than the queue (a ValueError out of configure()).
-        fitted = min(_BATCH["max_export_batch_size"][1], queue)
-        if "max_export_batch_size" in from_user:
-            rules.logger.warning(
-                "the export batch size (%d) is larger than the queue (%d); using %d", batch, queue, fitted
-            )
-        settings["max_export_batch_size"] = fitted
-    return settings
-
-
-def exporting_processor(exporters: Sequence[SpanExporter], batch: bool | Mapping[str, float]) -> SpanProcessor | None:
-    """One processor feeding every exporter (each its own batch queue), or None without exporters.
-
-    exporting = exporting_processor([ConsoleSpanExporter()], batch=False)
-    """
-    if batch is False:
-        processors: list[SpanProcessor] = [SimpleSpanProcessor(exporter) for exporter in exporters]
-    else:
-        settings = batch_settings(batch if isinstance(batch, Mapping) else None)
-        # One queue per exporter, as the SDK's configurator does: a slow backend cannot hold up a file.
-        processors = [BatchSpanProcessor(exporter, **settings) for exporter in exporters]  # type: ignore[arg-type]
-    if len(processors) <= 1:
-        return processors[0] if processors else None
-    multi = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
-    for processor in processors:
-        multi.add_span_processor(processor)
-    return multi

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 
 from spanstamp import rules
-from spanstamp.exporting import exporting_processor, select_exporters
+from spanstamp.batching import exporting_processor
+from spanstamp.exporting import select_exporters
 from spanstamp.instrumenting import instrument_installed
 from spanstamp.processor import SessionSpanProcessor
 
