@@ -44,7 +44,7 @@ def instrument_installed(tracer_provider: Any) -> list[str]:
     OpenInference one is used, as its spans are what Phoenix's views read, and the other is
     skipped with a warning. ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (names, or ``*``)
     skips some, as for ``opentelemetry-instrument``. An instrumentor whose library is not
-    installed (by its declared requirements, or a ModuleNotFoundError on import) is skipped
+    installed (by its ``instrumentation_dependencies()``, or a ModuleNotFoundError on import) is skipped
     quietly; one whose library has an unsupported version, one that fails to import or to
     instrument, or one already instrumented is reported and skipped.
     """
@@ -105,23 +105,25 @@ def _chosen(disabled: set[str]) -> list[_Candidate]:
 
 
 def _instrument(candidate: _Candidate, tracer_provider: Any) -> bool:
-    dist = getattr(candidate.entry_point, "dist", None)
-    if dist is not None and not _dependencies_ok(candidate, dist):
-        return False
     instrumentor = candidate.entry_point.load()()
     if getattr(instrumentor, "is_instrumented_by_opentelemetry", False):
         rules.logger.info("auto_instrument: %s is already instrumented; left as it is", candidate.name)
         return False
-    # The check just ran on the distribution's declared "instruments" requirements.
-    instrumentor.instrument(tracer_provider=tracer_provider, skip_dep_check=dist is not None)
+    if not _dependencies_ok(candidate, instrumentor):
+        return False
+    # The check just ran, on the same requirements instrument() would check.
+    instrumentor.instrument(tracer_provider=tracer_provider, skip_dep_check=True)
     return bool(getattr(instrumentor, "is_instrumented_by_opentelemetry", True))
 
 
-def _dependencies_ok(candidate: _Candidate, dist: Any) -> bool:
-    # opentelemetry-instrumentation comes with every instrumentor: it holds BaseInstrumentor.
-    from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+def _dependencies_ok(candidate: _Candidate, instrumentor: Any) -> bool:
+    # The instrumentor's own declared requirements, through opentelemetry-instrumentation's
+    # check (it comes with every instrumentor: it holds BaseInstrumentor). Not the
+    # distribution-level check opentelemetry-instrument runs: before 0.5x that one takes
+    # pkg_resources distributions only.
+    from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 
-    conflict = get_dist_dependency_conflicts(dist)
+    conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
     if conflict is None:
         return True
     if getattr(conflict, "found", None) is None:
