@@ -146,6 +146,16 @@ def test_otlp_follows_the_protocol_variable(grpc_receiver: OtlpGrpcReceiver, mon
     assert span.attributes["session.id"] == "s-1"
 
 
+def test_the_protocol_argument_wins_over_the_protocol_a_name_implies(
+    grpc_receiver: OtlpGrpcReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp_proto_http")
+    provider = spanstamp.configure(protocol="grpc", endpoint=grpc_receiver.endpoint, set_global=False)
+    _one_span(provider)
+    provider.shutdown()
+    assert len(grpc_receiver.wait_for(1)) == 1
+
+
 def test_a_comma_list_gives_every_exporter_named(
     http_receiver: OtlpHttpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -234,7 +234,8 @@ def _otlp(
 ) -> SpanExporter | None:
     # "otlp" follows the protocol setting, as in the SDK's configurator; the default here is
     # http/protobuf (the specification's), where the Python SDK's configurator picks grpc.
-    chosen = _OTLP_BY_PROTOCOL[otlp_protocol(protocol)] if name == _OTLP else name
+    # An explicit protocol= argument wins over a protocol the variable's name implies.
+    chosen = _OTLP_BY_PROTOCOL[otlp_protocol(protocol)] if name == _OTLP or protocol is not None else name
     options: dict[str, Any] = {"timeout": otlp_timeout(timeout)}
     if endpoint is not None:
         options["endpoint"] = endpoint
