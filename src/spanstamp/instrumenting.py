@@ -44,15 +44,20 @@ def instrument_installed(tracer_provider: Any) -> list[str]:
     OpenInference one is used, as its spans are what Phoenix's views read, and the other is
     skipped with a warning. ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` (names, or ``*``)
     skips some, as for ``opentelemetry-instrument``. An instrumentor whose library is not
-    installed (by its ``instrumentation_dependencies()``, or a ModuleNotFoundError on import) is skipped
-    quietly; one whose library has an unsupported version, one that fails to import or to
-    instrument, or one already instrumented is reported and skipped.
+    installed (by its ``instrumentation_dependencies()``, or a ModuleNotFoundError on
+    import) is skipped quietly; one whose library has an unsupported version, one that
+    fails to import or to instrument, or one already instrumented is reported and skipped.
     """
     disabled = {part.strip() for part in os.environ.get(DISABLED_ENV, "").split(",") if part.strip()}
     if _EVERYTHING in disabled:
         return []
+    try:
+        chosen = _chosen(disabled)
+    except Exception as exc:  # unreadable package metadata: the application starts all the same
+        rules.logger.warning("auto_instrument: the installed instrumentors cannot be listed (%s)", type(exc).__name__)
+        return []
     done: list[str] = []
-    for candidate in _chosen(disabled):
+    for candidate in chosen:
         try:
             if _instrument(candidate, tracer_provider):
                 done.append(candidate.name)
