@@ -8,15 +8,29 @@ and resets global state afterwards. Use ```bash or ```text for what cannot run, 
 
 from __future__ import annotations
 
-from sybil import Sybil
-from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+import importlib.util
 
-from doc_namespace import Page, setup_docs, setup_readme, teardown
+# The lowest-versions run of .ci/run installs only the test-core extra, without Sybil, and
+# runs tests/ alone; everywhere else (the README's test command) Sybil is installed.
+if importlib.util.find_spec("sybil") is not None:
+    from sybil import Sybil
+    from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-_PARSERS = [PythonCodeBlockParser(), SkipParser()]
-_PAGES = {".md": Page}
+    from doc_namespace import Page, setup_docs, setup_readme, teardown
 
-pytest_collect_file = (
-    Sybil(_PARSERS, patterns=["README.md"], setup=setup_readme, teardown=teardown, document_types=_PAGES, name="readme")
-    + Sybil(_PARSERS, patterns=["docs/*.md"], setup=setup_docs, teardown=teardown, document_types=_PAGES, name="docs")
-).pytest()
+    _PARSERS = [PythonCodeBlockParser(), SkipParser()]
+    _PAGES = {".md": Page}
+
+    pytest_collect_file = (
+        Sybil(
+            _PARSERS,
+            patterns=["README.md"],
+            setup=setup_readme,
+            teardown=teardown,
+            document_types=_PAGES,
+            name="readme",
+        )
+        + Sybil(
+            _PARSERS, patterns=["docs/*.md"], setup=setup_docs, teardown=teardown, document_types=_PAGES, name="docs"
+        )
+    ).pytest()

@@ -10,25 +10,24 @@ import inspect
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from opentelemetry import trace
 from opentelemetry.context import Context, attach, create_key, detach, get_value, set_value
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 
 from spanstamp import rules
+from spanstamp.batching import exporting_processor
+from spanstamp.exporting import select_exporters
+from spanstamp.instrumenting import instrument_installed
 from spanstamp.processor import SessionSpanProcessor
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-HTTP_PROTOBUF: Final = "http/protobuf"
-GRPC: Final = "grpc"
-_PROTOCOLS: Final = (HTTP_PROTOBUF, GRPC)
 
 _installed: weakref.WeakKeyDictionary[TracerProvider, SessionSpanProcessor] = weakref.WeakKeyDictionary()
 _install_lock: Final = threading.Lock()
@@ -218,22 +217,29 @@ def configure(
     protocol: str | None = None,
     endpoint: str | None = None,
     headers: Mapping[str, str] | None = None,
-    exporter: SpanExporter | None = None,
-    batch: bool = True,
+    timeout: float | None = None,
+    exporter: SpanExporter | Sequence[SpanExporter] | None = None,
+    json_file: str | os.PathLike[str] | None = None,
+    batch: bool | Mapping[str, float] = True,
     sampler: Sampler | None = None,
     set_global: bool = True,
+    auto_instrument: bool = False,
     **options: Unpack[ProcessorOptions],
 ) -> TracerProvider:
     """Build an SDK TracerProvider that stamps and exports over OTLP; set it as global.
 
-    Unset arguments fall back to the standard variables: ``OTEL_SERVICE_NAME``,
-    ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``
-    (``http/protobuf``, the default, or ``grpc``), ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``
-    and ``..._HEADERS``. ``endpoint`` is the full traces URL, as in
-    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``. ``exporter`` replaces the OTLP exporter
-    (a console exporter, say). ``sampler`` (default: the SDK's, from ``OTEL_TRACES_SAMPLER``)
-    can be :class:`~spanstamp.ParentBasedSessionIdRatio` to keep or drop whole sessions.
-    Further keyword options go to :class:`SessionSpanProcessor`::
+    Unset arguments fall back to the standard variables, as the SDK's configurator reads them:
+    ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_EXPORTER`` (``otlp``,
+    the default, ``console``, ``otlp_json_file``, ``none``, any installed exporter, or a
+    comma list), ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`` (``http/protobuf``, the default,
+    or ``grpc``), ``..._ENDPOINT``, ``..._HEADERS``, ``..._TIMEOUT`` (seconds, as the Python
+    exporters read it) and ``OTEL_BSP_*``. ``endpoint`` is the full traces URL.
+    ``exporter`` (one or a list) replaces the exporters the variable names; ``json_file``
+    (or ``SPANSTAMP_JSON_FILE``) also appends every span to that file as OTLP JSON lines;
+    ``batch`` may be a mapping of BatchSpanProcessor arguments. ``sampler`` (default: the
+    SDK's) can be :class:`~spanstamp.ParentBasedSessionIdRatio`. ``auto_instrument=True``
+    instruments every installed instrumentor with this provider. Further keyword options
+    go to :class:`SessionSpanProcessor`::
 
         provider = configure(service_name="chatbot", endpoint="http://127.0.0.1:6006/v1/traces")
 
@@ -246,16 +252,18 @@ def configure(
     if service_name is not None:
         resource_values[SERVICE_NAME] = service_name
     provider = TracerProvider(resource=Resource.create(resource_values), sampler=sampler)
-    if exporter is None:
-        exporter = _otlp_exporter(protocol, endpoint, headers)
-    exporting: SpanProcessor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
-    processor = SessionSpanProcessor(**options, downstream=exporting)
+    exporters = select_exporters(
+        exporter, protocol=protocol, endpoint=endpoint, headers=headers, timeout=timeout, json_file=json_file
+    )
+    processor = SessionSpanProcessor(**options, downstream=exporting_processor(exporters, batch))
     provider.add_span_processor(processor)
     with _install_lock:
         _installed[provider] = processor
     _check_value_length(provider, "configure()")
     if set_global:
         _set_global(provider)
+    if auto_instrument:
+        instrument_installed(provider)
     return provider
 
 
@@ -268,32 +276,3 @@ def _set_global(provider: TracerProvider) -> None:
         )
         return
     trace.set_tracer_provider(provider)
-
-
-def _otlp_exporter(protocol: str | None, endpoint: str | None, headers: Mapping[str, str] | None) -> SpanExporter:
-    # An empty variable counts as unset, as the OpenTelemetry spec says.
-    chosen = (
-        (protocol or "").strip()
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
-        or HTTP_PROTOBUF
-    ).lower()
-    if chosen not in _PROTOCOLS:
-        rules.reject(
-            "configure(protocol)",
-            f"unsupported OTLP protocol ({rules.describe(chosen)}); expected one of {', '.join(_PROTOCOLS)}",
-            outcome=f"using {HTTP_PROTOBUF}",
-        )
-        chosen = HTTP_PROTOBUF
-    options: dict[str, Any] = {}
-    if endpoint is not None:
-        options["endpoint"] = endpoint
-    if headers is not None:
-        options["headers"] = dict(headers)
-    if chosen == GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter(**options)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-    return HttpExporter(**options)
