@@ -19,6 +19,7 @@ _LOWER = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:[^
 
 
 def main() -> int:
+    """Print one ``name==lower-bound`` line per runtime dependency; 0 when all have a bound."""
     pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
     dependencies = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
     for requirement in dependencies:
