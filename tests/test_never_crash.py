@@ -164,3 +164,46 @@ def test_finding_8_a_pool_forked_outside_any_scope_carries_no_ids(pool_tasks: An
     # A process pool never carries the caller's Context: the scope opens in the worker.
     assert plain["attributes"] == {}
     assert safe["attributes"] == {"session.id": "s-1", "user.id": "u-1"}
+
+
+# --- Finding 10: W3C baggage properties are not part of the id ------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("session.id=s;k=v", {"session.id": "s"}),
+        ("session.id=s-1;prop1=a;prop2", {"session.id": "s-1"}),
+        ("session.id = s-2 ; k=v ,user.id=u-2;ttl=60", {"session.id": "s-2", "user.id": "u-2"}),
+        ("session.id=;k=v", {}),  # properties only: no id
+        ("session.id=s-3", {"session.id": "s-3"}),
+    ],
+)
+def test_finding_10_baggage_properties_are_stripped_from_inbound_ids(header: str, expected: dict[str, str]) -> None:
+    tracing = Tracing(trust_baggage=True)
+    inbound = W3CBaggagePropagator().extract({"baggage": header}, context=Context())
+    assert baggage.get_all(inbound)  # OpenTelemetry keeps the properties in the value
+    token = context.attach(inbound)
+    try:
+        tracing.record("inbound")
+        assert get_attributes_from_context() == {}  # inbound ids are the processor's, opt-in
+    finally:
+        context.detach(token)
+    assert tracing.attrs("inbound") == expected
+
+
+def test_finding_10_an_id_with_a_semicolon_cannot_travel_through_baggage() -> None:
+    # OpenTelemetry's propagator decodes %3B before anyone reads the value, so a ';' that
+    # was part of the id reads as the start of properties: the id arrives cut there.
+    # docs/limits-more.md says so; spanstamp's own ids (new_session_id()) have none.
+    outbound = baggage.set_baggage("session.id", "conv-7;turn=2", Context())
+    headers: dict[str, str] = {}
+    W3CBaggagePropagator().inject(headers, outbound)
+    assert "%3B" in headers["baggage"]
+    tracing = Tracing(trust_baggage=True)
+    token = context.attach(W3CBaggagePropagator().extract(headers, context=Context()))
+    try:
+        tracing.record("inbound")
+    finally:
+        context.detach(token)
+    assert tracing.attrs("inbound") == {"session.id": "conv-7"}
