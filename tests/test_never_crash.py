@@ -19,41 +19,32 @@ Which test covers which finding:
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import logging
 import multiprocessing
 import pickle
-import sys
 import tracemalloc
-from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
-from opentelemetry import baggage, context, propagate, trace
+from opentelemetry import baggage, context, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import spanstamp
 from spanstamp import (
     SessionSpanProcessor,
-    current_session_id,
-    current_user_id,
     get_attributes_from_context,
     using_attributes,
     using_metadata,
     using_session,
-    using_tags,
     using_user,
 )
-from support import Tracing, strict_mode
+from support import Tracing
 
 APPS = Path(__file__).parent / "apps"
 KEY = "k3y-for-never-crash-tests-0123456789"
@@ -207,3 +198,75 @@ def test_finding_10_an_id_with_a_semicolon_cannot_travel_through_baggage() -> No
     finally:
         context.detach(token)
     assert tracing.attrs("inbound") == {"session.id": "conv-7"}
+
+
+# --- Finding 9: what the processor keeps per open span is bounded in bytes ------------
+
+
+@pytest.mark.parametrize("label", ["stamp_local_root", "downstream"])
+def test_finding_9_never_ended_spans_the_app_dropped_are_not_kept(label: str) -> None:
+    options: dict[str, Any] = (
+        {"stamp_local_root": True}
+        if label == "stamp_local_root"
+        else {"downstream": SimpleSpanProcessor(InMemorySpanExporter())}
+    )
+    provider = TracerProvider()
+    processor = SessionSpanProcessor(**options)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("leaks")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        with using_session("s-1"), using_metadata({"note": "x" * 2000}):
+            for _ in range(10_000):
+                tracer.start_span("never-ended")  # started, dropped, never ended
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # On main: about 28 MiB (stamp_local_root, the Span objects) or 2.4 MiB (downstream).
+    assert retained < 256 * 1024, f"{label}: {retained} bytes kept for spans nobody references"
+
+
+def test_finding_9_spans_kept_alive_without_ending_cost_at_most_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spanstamp import processor as processor_module
+
+    budget = 512 * 1024
+    monkeypatch.setattr(processor_module, "_MAX_OPEN_BYTES", budget)
+    monkeypatch.setattr(processor_module, "_MAX_GUARDED_BYTES", budget)
+    provider = TracerProvider()
+    processor = SessionSpanProcessor(stamp_local_root=True, downstream=SimpleSpanProcessor(InMemorySpanExporter()))
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("kept")
+    kept = []
+    tracemalloc.start()
+    try:
+        with using_session("s-1"), using_metadata({"note": "y" * 500}):
+            # The app keeps every span (a leak of its own); spanstamp's part stays bounded.
+            kept = [tracer.start_span(f"kept-{i}") for i in range(8_000)]
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    ours = snapshot.filter_traces([tracemalloc.Filter(True, "*spanstamp*_open_spans.py")])
+    measured = sum(stat.size for stat in ours.statistics("filename"))
+    assert processor._open is not None
+    assert processor._guarded is not None
+    assert processor._open.nbytes <= budget
+    assert processor._guarded.nbytes <= budget
+    assert measured <= 2 * budget, f"{measured} bytes allocated for {len(kept)} open spans"
+    # The newest spans are still tracked: entering a scope stamps the current one.
+    latest = kept[-1]
+    with trace.use_span(latest), using_user("u-late"):
+        pass
+    assert latest.attributes is not None
+    assert latest.attributes.get("user.id") == "u-late"
+    # The oldest were forgotten to stay within the budget: a scope entered later leaves them as they were.
+    with trace.use_span(kept[0]), using_user("u-late"):
+        pass
+    assert kept[0].attributes is not None
+    assert "user.id" not in kept[0].attributes
+    for span in kept:
+        span.end()
+    assert len(processor._open) == 0
+    assert len(processor._guarded) == 0
