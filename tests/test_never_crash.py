@@ -20,22 +20,29 @@ Which test covers which finding:
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import multiprocessing
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry import baggage, context, trace
+from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import hostile
+import spanstamp
 from spanstamp import (
     SessionSpanProcessor,
     get_attributes_from_context,
@@ -44,7 +51,7 @@ from spanstamp import (
     using_session,
     using_user,
 )
-from support import Tracing
+from support import Tracing, strict_mode
 
 APPS = Path(__file__).parent / "apps"
 KEY = "k3y-for-never-crash-tests-0123456789"
@@ -72,6 +79,278 @@ def _all_log_text(caplog: pytest.LogCaptureFixture) -> str:
         f"{record.getMessage()}\n{record.exc_text or ''}\n{getattr(record, 'stack_info', '') or ''}"
         for record in caplog.records
     )
+
+
+# --- Finding 1: no value breaks a scope or a reader ----------------------------------
+#
+# Each case failed on main: the exception reached the caller in default mode (and in
+# strict mode was not the rules' TypeError / ValueError). tests/test_fuzz.py finds more.
+
+_BAD_ARGUMENTS = [
+    ("using_session", ("mock", "str")),  # check_id: str.strip(Mock(spec=str)) -> TypeError
+    ("using_user", ("mock", "int")),  # check_id: int.__repr__(Mock(spec=int)) -> TypeError
+    ("using_user", ("mock", "noncallable-str")),
+    ("using_tags", ("list", "__iter__")),  # check_tags iterates the user's list
+    ("using_tags", ("mock", "list")),
+    ("using_tags", ("container", "list-of-hostile")),  # a tag whose strip() raises
+    ("using_metadata", ("bad-pairs", "non-pairs")),  # items() yields non-pairs
+    ("using_metadata", ("bad-pairs", "triples")),
+    ("using_metadata", ("container", "dict-hostile-keys")),  # a key whose __hash__ raises
+    ("using_metadata", ("str", "__len__")),  # describe() calls len() on the user's str
+    ("using_metadata", ("mock", "str")),
+    ("using_prompt_template", ("str", "strip")),  # check_template calls the user's strip()
+    ("using_prompt_template", ("str", "__str__")),
+]
+
+
+def _scope_with(front: str, value: Any) -> Any:
+    import spanstamp
+
+    if front == "using_prompt_template":
+        return spanstamp.using_prompt_template(template=value)
+    return getattr(spanstamp, front)(value)
+
+
+@pytest.mark.parametrize(("front", "kind"), _BAD_ARGUMENTS, ids=lambda v: v if isinstance(v, str) else "-".join(v))
+def test_finding_1_a_hostile_argument_never_raises_in_default_mode(front: str, kind: tuple[str, str]) -> None:
+    tracing = Tracing()
+
+    @_scope_with(front, hostile.make(*kind))
+    def handler() -> str:
+        tracing.record("inside")
+        return "ran"
+
+    with _scope_with(front, hostile.make(*kind)):
+        tracing.record("with")
+    assert handler() == "ran"
+    assert {span.name for span in tracing.spans()} == {"with", "inside"}
+
+
+@pytest.mark.parametrize(("front", "kind"), _BAD_ARGUMENTS, ids=lambda v: v if isinstance(v, str) else "-".join(v))
+def test_finding_1_strict_mode_raises_only_the_rules_errors(front: str, kind: tuple[str, str]) -> None:
+    def enter() -> None:
+        with _scope_with(front, hostile.make(*kind)):
+            pass
+
+    with strict_mode():
+        raised = _raised(enter)
+    if raised is not None:  # rejected: the rules' own error, the exact class, no value shown
+        assert type(raised) in (TypeError, ValueError), f"{type(raised).__name__}: {raised}"
+        assert str(raised).startswith(f"{front}("), f"not the rules' message: {raised}"
+        assert hostile.MARK not in str(raised)
+
+
+def _raised(action: Any) -> BaseException | None:
+    try:
+        action()
+    except Exception as exc:
+        return exc
+    return None
+
+
+_FOREIGN = [
+    ("session.id", ("mock", "str"), "get_attributes_from_context"),
+    ("session.id", ("mock", "int"), "current_session_id"),
+    ("user.id", ("mock", "str"), "current_user_id"),
+    ("user.id", ("mock", "noncallable-str"), "get_attributes_from_context"),
+    ("tag.tags", ("container", "deep-dict"), "get_attributes_from_context"),  # returned as is, not an attribute value
+    ("metadata", ("mock", "str"), "using_metadata"),  # the merge reads the outer metadata
+    ("tag.tags", ("list", "__iter__"), "using_tags"),  # the merge iterates the outer tags
+    ("tag.tags", ("list", "__len__"), "using_tags"),
+]
+
+
+@pytest.mark.parametrize(("key", "kind", "reader"), _FOREIGN, ids=lambda v: v if isinstance(v, str) else "-".join(v))
+def test_finding_1_foreign_values_in_the_context_break_no_reader(key: str, kind: tuple[str, str], reader: str) -> None:
+    import spanstamp
+
+    tracing = Tracing(downstream=None)
+    token = context.attach(Context({key: hostile.make(*kind)}))
+    try:
+        if reader == "using_metadata":
+            with spanstamp.using_metadata({"k": "v"}):
+                found = get_attributes_from_context()
+        elif reader == "using_tags":
+            with spanstamp.using_tags(["t"]):
+                found = get_attributes_from_context()
+        else:
+            result = getattr(spanstamp, reader)()
+            found = result if isinstance(result, dict) else {"value": result}
+        tracing.record("foreign")
+    finally:
+        context.detach(token)
+    for value in found.values():
+        assert value is None or type(value) in (str, bool, int, float, list, tuple), f"a {type(value).__name__} read"
+    assert tracing.spans()
+
+
+# --- Finding 2: text UTF-8 cannot encode never reaches the Context --------------------
+
+
+def test_finding_2_a_lone_surrogate_session_id_does_not_break_outgoing_calls() -> None:
+    session_id = hostile.lone_surrogate("s-abc")  # json.loads('"s-abc\\ud800"')
+    headers: dict[str, str] = {}
+    with using_session(session_id, propagate=True):
+        propagate.inject(headers)  # what every instrumented HTTP client calls
+        in_context = spanstamp.current_session_id()
+    assert in_context is None or in_context.encode("utf-8")
+    assert "baggage" not in headers or "\ud800" not in headers["baggage"]
+
+
+@pytest.mark.parametrize("front", ["using_session", "using_user", "using_tags", "using_metadata", "template"])
+def test_finding_2_no_value_in_the_context_is_text_utf8_cannot_encode(front: str) -> None:
+    bad = hostile.lone_surrogate()
+    scopes = {
+        "using_session": lambda: using_session(bad),
+        "using_user": lambda: using_user(bad),
+        "using_tags": lambda: spanstamp.using_tags(["ok", bad]),
+        "using_metadata": lambda: using_metadata({"k": bad, bad: "v"}),
+        "template": lambda: spanstamp.using_prompt_template(template=bad, version=bad),
+    }
+    with scopes[front]():
+        found = get_attributes_from_context()
+    # Rejected or made safe (the lead decides which): either way UTF-8 encodes it all.
+    json.dumps(found, ensure_ascii=False).encode("utf-8")
+
+
+def test_finding_2_strict_mode_rejects_a_lone_surrogate_with_a_value_error() -> None:
+    with strict_mode(), pytest.raises(ValueError, match=r"^using_session\(session_id\): "):
+        using_session(hostile.lone_surrogate(), propagate=True)
+
+
+# --- Findings 3, 4, 5: user-id hashing (each in a fresh process: hashing is process-wide)
+
+
+def _isolated(code: str, **environ: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line, returned here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPANSTAMP_")}
+    env.update(environ)
+    prelude = textwrap.dedent(
+        """
+        import json, logging, sys
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import spanstamp
+        logs = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                logs.append(record.getMessage())
+        logging.getLogger("spanstamp").addHandler(Keep(logging.DEBUG))
+        logging.getLogger("spanstamp").setLevel(logging.DEBUG)
+        exporter = InMemorySpanExporter()
+        def provider_with(**options):
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            spanstamp.install(provider, **options)
+            return provider
+        def exported():
+            return [dict(span.attributes) for span in exporter.get_finished_spans()]
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_finding_3_with_hashing_on_the_context_holds_only_the_pseudonym() -> None:
+    # OpenInference's tracer copies the Context's user.id and metadata onto its spans
+    # after spanstamp stamped them: the Context itself must hold only the pseudonym.
+    result = _isolated(
+        f"""
+        from openinference.instrumentation import get_attributes_from_context as openinference_reads
+        provider = provider_with(hash_user_ids={KEY!r})
+        with spanstamp.using_user({RAW_USER!r}), spanstamp.using_metadata({{"user_id": {RAW_USER!r}}}):
+            seen = dict(openinference_reads())
+            ours = spanstamp.get_attributes_from_context()
+            current = spanstamp.current_user_id()
+            provider.get_tracer("t").start_span("s").end()
+        result = {{"openinference": seen, "ours": ours, "current": current, "spans": exported(), "logs": logs}}
+        print(json.dumps(result))
+        """
+    )
+    pseudonym = spanstamp.pseudonymize(RAW_USER, key=KEY)
+    assert result["openinference"]["user.id"] == pseudonym
+    assert RAW_USER not in json.dumps(result)
+    assert result["spans"][0]["user.id"] == pseudonym
+
+
+def test_finding_3_the_environment_option_hashes_at_entry_too() -> None:
+    result = _isolated(
+        f"""
+        from openinference.instrumentation import get_attributes_from_context as openinference_reads
+        provider = provider_with()
+        with spanstamp.using_attributes(user_id={RAW_USER!r}, metadata={{"user_id": {RAW_USER!r}}}):
+            seen = dict(openinference_reads())
+        print(json.dumps({{"openinference": seen, "logs": logs}}))
+        """,
+        SPANSTAMP_HASH_USER_IDS="1",
+        SPANSTAMP_USER_ID_KEY=KEY,
+    )
+    assert result["openinference"]["user.id"] == spanstamp.pseudonymize(RAW_USER, key=KEY)
+    assert RAW_USER not in json.dumps(result)
+
+
+def test_finding_4_metadata_user_ids_are_hashed_when_user_id_is_not_stamped() -> None:
+    result = _isolated(
+        f"""
+        provider = provider_with(attributes=["session.id", "metadata"], hash_user_ids={KEY!r})
+        with spanstamp.using_session("s-1"), spanstamp.using_metadata({{"user_id": {RAW_USER!r}, "tier": "pro"}}):
+            provider.get_tracer("t").start_span("s").end()
+        print(json.dumps({{"spans": exported(), "logs": logs}}))
+        """
+    )
+    (span,) = result["spans"]
+    assert span["session.id"] == "s-1"
+    assert json.loads(span["metadata"])["tier"] == "pro"
+    assert RAW_USER not in json.dumps(result)
+
+
+@pytest.mark.parametrize("setting", ["ture", KEY])  # a typo, and the key itself put there
+def test_finding_5_an_unparsable_hashing_setting_fails_closed_and_is_not_echoed(setting: str) -> None:
+    result = _isolated(
+        f"""
+        provider = provider_with()
+        with spanstamp.using_user({RAW_USER!r}), spanstamp.using_metadata({{"user_id": {RAW_USER!r}}}):
+            provider.get_tracer("t").start_span("s").end()
+        print(json.dumps({{"spans": exported(), "current": spanstamp.current_user_id(), "logs": logs}}))
+        """,
+        SPANSTAMP_HASH_USER_IDS=setting,
+        SPANSTAMP_USER_ID_KEY=KEY,
+    )
+    assert RAW_USER not in json.dumps(result["spans"])  # left out or hashed, never raw
+    warnings = [line for line in result["logs"] if "SPANSTAMP_HASH_USER_IDS" in line]
+    assert warnings, f"no warning names the variable: {result['logs']}"
+    assert not any(setting in line for line in result["logs"]), "a warning echoes the setting's value"
+
+
+# --- Finding 6: a list variable with only empty or unknown entries keeps the default --
+
+
+@pytest.mark.parametrize("value", [",,", "x,,", " , ", "nonsense"])
+def test_finding_6_an_empty_or_unknown_attributes_list_keeps_the_default_and_names_the_variable(
+    value: str, monkeypatch: pytest.MonkeyPatch, logs: pytest.LogCaptureFixture
+) -> None:
+    from spanstamp.attributes import CONTEXT_ATTRIBUTES
+
+    monkeypatch.setenv("SPANSTAMP_ATTRIBUTES", value)
+    processor = SessionSpanProcessor()
+    assert processor.attributes == CONTEXT_ATTRIBUTES
+    assert any("SPANSTAMP_ATTRIBUTES" in record.getMessage() for record in logs.records), [
+        record.getMessage() for record in logs.records
+    ]
+    tracing = Tracing()
+    with using_session("s-6"):
+        tracing.record("six")
+    assert tracing.attrs("six")["session.id"] == "s-6"
 
 
 # --- Finding 7: decorated functions pickle by reference, and keep their scope ---------
