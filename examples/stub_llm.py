@@ -25,11 +25,16 @@ def _reply_text(request: dict[str, Any]) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _StubServer
+
     def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.server.received is not None:
+            self.server.received.append((self.path, dict(self.headers.items()), raw))
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self.send_error(404)
             return
-        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        request = json.loads(raw or b"{}")
         text = _reply_text(request)
         base = {"id": "chatcmpl-stub", "created": int(time.time()), "model": request.get("model", "stub")}
         if request.get("stream"):
@@ -69,10 +74,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _StubServer(ThreadingHTTPServer):
+    received: list[tuple[str, dict[str, str], bytes]] | None = None
+
+
 @contextmanager
-def serve_stub() -> Iterator[str]:
-    """Serve the stub on a free loopback port; yields the ``base_url`` for the OpenAI client."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+def serve_stub(received: list[tuple[str, dict[str, str], bytes]] | None = None) -> Iterator[str]:
+    """Serve the stub on a free loopback port; yields the ``base_url`` for the OpenAI client.
+
+    ``received`` (optional) gets each request as it arrived: (path, headers, body).
+    """
+    server = _StubServer(("127.0.0.1", 0), _Handler)
+    server.received = received
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
