@@ -25,12 +25,11 @@ def _reply_text(request: dict[str, Any]) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _StubServer
-
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.server.received is not None:
-            self.server.received.append((self.path, dict(self.headers.items()), raw))
+        received = getattr(self.server, "received", None)  # any server class may serve this handler
+        if received is not None:
+            received.append((self.path, dict(self.headers.items()), raw))
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self.send_error(404)
             return
