@@ -331,7 +331,7 @@ def _run_style(world: World, style: str, front: str, arguments: dict[str, Any]) 
     assert ran, "the scoped body did not run"
 
 
-_RULES_MESSAGE = re.compile(r"^(using_\w+|from_arg)[(\w)]*: ")
+_RULES_MESSAGE = re.compile(r"^(using_\w+|from_arg)\b[^:]*: ")
 
 
 def _check_example(world: World, front: str, arguments: dict[str, Any], strict: bool) -> None:
