@@ -555,3 +555,38 @@ def test_finding_8_the_docs_describe_the_fork_hazard_and_the_safe_pattern() -> N
     page = (Path(__file__).parent.parent / "docs" / "limits-more.md").read_text()
     assert "Fork hazard" in page
     assert "pass the ids, open the scope in the worker" in page
+
+
+def test_finding_9_the_tables_stay_consistent_under_threads() -> None:
+    import threading
+
+    provider = TracerProvider()
+    processor = SessionSpanProcessor(stamp_local_root=True, downstream=SimpleSpanProcessor(InMemorySpanExporter()))
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("threads")
+    errors: list[BaseException] = []
+
+    def work(number: int) -> None:
+        try:
+            with using_session(f"s-{number}"):
+                for i in range(500):
+                    with tracer.start_as_current_span("parent"):
+                        child = tracer.start_span("child")
+                        if i % 2:
+                            child.end()  # the other half is dropped without ending
+                    del child
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    gc.collect()
+    assert not errors
+    assert processor._open is not None
+    assert processor._guarded is not None
+    # Ended spans left at their end, dropped ones when they were collected.
+    assert len(processor._open) == 0
+    assert len(processor._guarded) == 0
