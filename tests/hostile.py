@@ -307,3 +307,25 @@ ALL_KINDS: list[tuple[str, str]] = [
     *(("bad-pairs", name) for name in BAD_PAIRS),
     *(("mock", name) for name in ("str", "int", "dict", "list", "mapping", "magic", "noncallable-str")),
 ]
+
+
+def settings_snapshot() -> list[tuple[object, dict[str, object]]]:
+    """The process-wide settings objects of spanstamp (propagation, privacy, rules), copied.
+
+    snapshot = settings_snapshot(); ...; restore_settings(snapshot)
+    """
+    from spanstamp import privacy, propagation, rules
+
+    found = []
+    for module in (propagation, privacy, rules):
+        settings = getattr(module, "_settings", None)
+        if settings is not None:
+            names = getattr(type(settings), "__slots__", ())
+            found.append((settings, {name: getattr(settings, name) for name in names if hasattr(settings, name)}))
+    return found
+
+
+def restore_settings(snapshot: list[tuple[object, dict[str, object]]]) -> None:
+    for settings, values in snapshot:
+        for name, value in values.items():
+            setattr(settings, name, value)

@@ -33,9 +33,9 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 import spanstamp
+from hostile import restore_settings, settings_snapshot
 from llm_stack import HTTPX, OPENINFERENCE, STUB_MODEL, Instrumentation, instrumented, serve_stub
 from otlp_receiver import OtlpHttpReceiver
-from spanstamp import propagation
 from spanstamp.integrations import openai as integration
 
 KEY = "privacy-openinference-key-0123456789abcdef"
@@ -53,15 +53,11 @@ def _restore_openai_and_propagation() -> Iterator[None]:
     # process-wide too.
     owners = [getattr(importlib.import_module(m), c) for m, c, _ in integration._TARGETS]
     saved = [(owner, owner.__dict__["create"]) for owner in owners]
-    settings = (propagation._settings.pseudonymizer, propagation._settings.key_loaded, propagation._settings.enabled)
+    settings = settings_snapshot()
     yield
     for owner, create in saved:
         owner.create = create
-    (
-        propagation._settings.pseudonymizer,
-        propagation._settings.key_loaded,
-        propagation._settings.enabled,
-    ) = settings
+    restore_settings(settings)
 
 
 class Stack:
