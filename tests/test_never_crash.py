@@ -176,12 +176,15 @@ def test_finding_1_foreign_values_in_the_context_break_no_reader(key: str, kind:
                 found = dict(get_attributes_from_context())
         else:
             result = getattr(spanstamp, reader)()
-            found = result if isinstance(result, dict) else {"value": result}
+            found = dict(result) if reader == "get_attributes_from_context" else {"value": result}
         tracing.record("foreign")
     finally:
         context.detach(token)
     for value in found.values():
-        assert value is None or type(value) in (str, bool, int, float, list, tuple), f"a {type(value).__name__} read"
+        # An attribute value: None, a plain scalar, or a list / tuple of plain str (tags).
+        plain = value is None or type(value) in (str, bool, int, float)
+        tags = isinstance(value, (list, tuple)) and all(type(item) is str for item in value)
+        assert plain or tags, f"a {type(value).__name__} read"
     assert tracing.spans()
 
 
@@ -484,7 +487,10 @@ def test_finding_10_an_id_with_a_semicolon_cannot_travel_through_baggage() -> No
 
 
 @pytest.mark.parametrize("label", ["stamp_local_root", "downstream"])
-def test_finding_9_never_ended_spans_the_app_dropped_are_not_kept(label: str) -> None:
+def test_finding_9_never_ended_spans_the_app_dropped_are_not_kept(label: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Trace filling (where the processor has it) holds a trace whose root is open by its
+    # own bounds (traces, bytes, age): this measures what the processor itself keeps.
+    monkeypatch.setenv("SPANSTAMP_FILL_TRACES", "0")
     options: dict[str, Any] = (
         {"stamp_local_root": True}
         if label == "stamp_local_root"

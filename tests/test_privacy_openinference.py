@@ -173,4 +173,4 @@ def test_the_raw_user_id_reaches_no_exported_byte_log_or_header(
         # The outgoing calls did carry the ids, as baggage: the session, the pseudonym.
         baggage = [headers.get("baggage", "") for _, headers, _ in received]
         assert all(f"user.id={pseudonym}" in value for value in baggage), baggage
-        assert {path for path, _, _ in received} >= {"/retrieve", "/v1/chat/completions"}
+        assert {path for path, _, _ in received} >= {"/v1/retrieve", "/v1/chat/completions"}
