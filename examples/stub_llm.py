@@ -33,10 +33,14 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        received = getattr(self.server, "received", None)  # any server class may serve this handler
+        if received is not None:
+            received.append((self.path, dict(self.headers.items()), raw))
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self.send_error(404)
             return
-        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        request = json.loads(raw or b"{}")
         text = _reply_text(request)
         base = {"id": "chatcmpl-stub", "created": int(time.time()), "model": request.get("model", "stub")}
         if request.get("stream"):
@@ -81,12 +85,17 @@ class _Server(ThreadingHTTPServer):
     # The standard library listens with a backlog of 5: a burst of concurrent clients
     # (the web-app tests send 30 to 50 at once) would see connections reset.
     request_queue_size = 256
+    received: list[tuple[str, dict[str, str], bytes]] | None = None
 
 
 @contextmanager
-def serve_stub() -> Iterator[str]:
-    """Serve the stub on a free loopback port; yields the ``base_url`` for the OpenAI client."""
+def serve_stub(received: list[tuple[str, dict[str, str], bytes]] | None = None) -> Iterator[str]:
+    """Serve the stub on a free loopback port; yields the ``base_url`` for the OpenAI client.
+
+    ``received`` (optional) gets each request as it arrived: (path, headers, body).
+    """
     server = _Server(("127.0.0.1", 0), _Handler)
+    server.received = received
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -37,8 +37,10 @@ def _load_example(name: str) -> ModuleType:
     return module
 
 
-serve_stub: Callable[[], AbstractContextManager[str]] = _load_example("stub_llm").serve_stub
-"""The examples' OpenAI-compatible stub on a free loopback port; yields the client's base_url."""
+serve_stub: Callable[..., AbstractContextManager[str]] = _load_example("stub_llm").serve_stub
+"""The examples' OpenAI-compatible stub on a free loopback port; yields the client's base_url.
+
+``serve_stub(received=[])`` also records each request it gets: (path, headers, body)."""
 
 STUB_MODEL = "stub"
 

@@ -85,11 +85,13 @@ class ReceivedSpan:
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One export request: its headers (lowercase names) and how many spans it held."""
+    """One export request: its headers (lowercase names), how many spans it held, and its
+    body as the exporter sent it, decompressed (serialized protobuf), for byte searches."""
 
     headers: dict[str, str]
     span_count: int
     content_encoding: str | None = None
+    body: bytes = b""
 
 
 def decode_request(request: trace_service_pb2.ExportTraceServiceRequest) -> list[ReceivedSpan]:
@@ -228,13 +230,14 @@ class _OtlpHttpHandler(http.server.BaseHTTPRequestHandler):
         encoding = (self.headers.get("Content-Encoding") or "").strip().lower() or None
         request = trace_service_pb2.ExportTraceServiceRequest()
         try:
-            request.ParseFromString(_decompress(body, encoding))
+            raw = _decompress(body, encoding)
+            request.ParseFromString(raw)
         except Exception as exc:  # a bad body is the client's error, reported back as 400
             self._reply(400, f"cannot decode request: {exc}".encode(), "text/plain")
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
         span_count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-        self.server.collector.add(request, ReceivedRequest(headers, span_count, encoding))
+        self.server.collector.add(request, ReceivedRequest(headers, span_count, encoding, raw))
         response = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self._reply(200, response, "application/x-protobuf")
 
@@ -317,7 +320,8 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         metadata: Mapping[str, Any] = dict(context.invocation_metadata())
         headers = {str(key).lower(): str(value) for key, value in metadata.items()}
         span_count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-        self._collector.add(request, ReceivedRequest(headers, span_count, headers.get("grpc-encoding")))
+        received = ReceivedRequest(headers, span_count, headers.get("grpc-encoding"), request.SerializeToString())
+        self._collector.add(request, received)
         return trace_service_pb2.ExportTraceServiceResponse()
 
 

@@ -9,6 +9,7 @@ OpenInference, OpenTelemetry's own instrumentors)::
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Iterable
 from typing import Final
 
@@ -20,6 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import privacy, propagation, rules, tracefill
+from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
 from spanstamp._spans import copy_with
 from spanstamp.context import collect, stampable
@@ -30,9 +32,11 @@ from spanstamp.scopes import add_entered_hook
 # Read on every span: whether user ids must be hashed as they are read (the general path).
 _privacy: Final = privacy._settings
 
-# Guarding spans whose ids may be evicted keeps one small dict per stamped span
-# until it ends; spans that never end must not grow it without bound.
-_MAX_GUARDED_SPANS: Final = 65_536
+# What is kept per open span (its local root, the values to restore) is held only while
+# the span lives, and within these budgets for spans the app keeps alive without ending
+# them: the oldest entries are forgotten first (docs/limits-more.md).
+_MAX_OPEN_BYTES: Final = 16 * 1024 * 1024
+_MAX_GUARDED_BYTES: Final = 16 * 1024 * 1024
 # The loaded modules: LangChain's run config is read only once the app imported it.
 _MODULES: Final = sys.modules
 _LANGCHAIN: Final = _langchain.CONFIG_MODULE
@@ -110,8 +114,8 @@ class SessionSpanProcessor(SpanProcessor):
             filled.append(attr.GEN_AI_CONVERSATION_ID)
         self._downstream = tracefill.wrap(downstream, fill_traces, filled)
         # Per stamped span: the stamped values, and the ids among them a scope set (final).
-        self._guarded: dict[int, tuple[dict[str, AttributeValue], tuple[str, ...]]] | None = (
-            {} if downstream is not None else None
+        self._guarded: OpenSpans[tuple[dict[str, AttributeValue], tuple[str, ...]]] | None = (
+            OpenSpans(_MAX_GUARDED_BYTES) if downstream is not None else None
         )
         # LangChain run spans, by span id, and the ids their body's spans got from the run.
         self._runs: dict[int, dict[str, AttributeValue]] = {}
@@ -125,9 +129,12 @@ class SessionSpanProcessor(SpanProcessor):
             stamp_local_root = rules.env_flag(STAMP_LOCAL_ROOT_ENV, False)
         if openai_user_ids is None:
             openai_user_ids = rules.env_flag(OPENAI_USER_IDS_ENV, False)
-        # Open spans this processor started, by span id, with their local root span: for
-        # stamping a span after it started (scope entry, an OpenAI request's user).
-        self._open: dict[int, Span] | None = {} if (stamp_local_root or openai_user_ids) else None
+        # Open spans this processor started, by span id, with (a weak reference to) their
+        # local root span: for stamping a span after it started (scope entry, an OpenAI
+        # request's user).
+        self._open: OpenSpans[weakref.ref[Span]] | None = (
+            OpenSpans(_MAX_OPEN_BYTES) if (stamp_local_root or openai_user_ids) else None
+        )
         self._stamp_local_root = bool(stamp_local_root)
         if stamp_local_root:
             add_entered_hook(self._on_scope_entered)
@@ -325,10 +332,7 @@ class SessionSpanProcessor(SpanProcessor):
     def _guard(self, span: Span, found: dict[str, AttributeValue], final: tuple[str, ...]) -> None:
         guarded = self._guarded
         assert guarded is not None
-        if len(guarded) >= _MAX_GUARDED_SPANS:
-            # Spans that never end leave entries behind; drop the oldest.
-            del guarded[next(iter(guarded))]
-        guarded[span.context.span_id] = (found, final)
+        guarded.add(span, (found, final), size_of(found))
 
     def _track(self, span: Span) -> None:
         spans = self._open
@@ -336,10 +340,9 @@ class SessionSpanProcessor(SpanProcessor):
         parent = span.parent
         # Below a parent this processor never saw start (another provider's), the span
         # is the root of what this processor can stamp.
-        root = span if parent is None or parent.is_remote else spans.get(parent.span_id, span)
-        if len(spans) >= _MAX_GUARDED_SPANS:
-            del spans[next(iter(spans))]
-        spans[span.context.span_id] = root
+        root = None if parent is None or parent.is_remote else spans.get(parent.span_id)
+        # The root is held weakly too: a child kept alive does not keep its root alive.
+        spans.add(span, weakref.ref(span) if root is None else root, 0)
 
     def _stamp_open(self, span: object, *, with_root: bool = False) -> bool:
         """Stamp an open span this processor started with the values in force now.
@@ -353,9 +356,10 @@ class SessionSpanProcessor(SpanProcessor):
         if spans is None or not isinstance(span, Span) or not span.is_recording():
             return False
         try:
-            root = spans.get(span.context.span_id)
-            if root is None:
+            root_ref = spans.get(span.context.span_id)
+            if root_ref is None:
                 return False
+            root = root_ref() or span  # a root no longer referenced: the span alone
             current = get_current()
             found: dict[str, AttributeValue] | None = collect(self._key_set, None, current)
             if self._more:
@@ -380,7 +384,7 @@ class SessionSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Put back evicted ids and hand ``span`` to the downstream processor, if there is one."""
         if self._open is not None and span.context is not None:
-            self._open.pop(span.context.span_id, None)
+            self._open.pop(span.context.span_id)
         downstream = self._downstream
         if downstream is None:  # stamping alone has nothing to do at the end
             return
@@ -388,7 +392,7 @@ class SessionSpanProcessor(SpanProcessor):
         if self._guarded:
             try:
                 context = span.context
-                entry = self._guarded.pop(context.span_id, None) if context is not None else None
+                entry = self._guarded.pop(context.span_id) if context is not None else None
                 if entry is not None:
                     found, final = entry
                     # A scope's id wins over one written later: OpenInference's LangChain

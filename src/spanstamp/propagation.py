@@ -125,7 +125,8 @@ def outbound_baggage(values: Mapping[str, object], *, where: str = "propagate") 
 def inbound_ids(context: Context, keys: frozenset[str], max_length: int) -> dict[str, str]:
     """The ids in ``context``'s baggage under allow-listed ``keys`` that pass the id rules.
 
-    A value must be a str that, stripped, is non-empty, at most ``max_length``
+    W3C baggage properties (after a ``;``) are not part of the id and are cut off. A
+    value must be a str that, stripped, is non-empty, at most ``max_length``
     characters and printable (no control, format or line-separator characters). Anything
     else is dropped with a debug message that names the key, never the value. Never
     raises::
@@ -158,7 +159,11 @@ def _checked_id(value: object, max_length: int) -> tuple[str | None, str]:
     # (the id, "") or (None, what is wrong with it, without the value).
     if type(value) is not str:
         return None, f"expected a str, got {rules.describe(value)}"
-    text = value.strip()
+    # W3C baggage metadata (``session.id=s;k=v``): OpenTelemetry's propagator keeps the
+    # properties in the value. They describe the entry, they are not part of the id.
+    # The propagator has already decoded the value, so a ``%3B`` in the header reads as
+    # ``;`` here too: an id cannot carry a ``;`` through baggage.
+    text = value.split(";", 1)[0].strip()
     if not text:
         return None, "empty or blank"
     if len(text) > max_length:

@@ -22,7 +22,7 @@ import inspect
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from contextvars import Token
-from typing import Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import wrapt
 from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
@@ -499,25 +499,22 @@ class Scope:
 
         if inspect.isasyncgenfunction(func):
 
-            @wrapt.decorator
             def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 context = context_for_call(instance, args, kwargs)
                 return _scoped_async_generator(_create_in(context, wrapped, args, kwargs), context)
 
-            return cast(F, async_gen_wrapper(func))
+            return cast(F, _ScopedFunction(func, async_gen_wrapper))
 
         if inspect.isgeneratorfunction(func):
 
-            @wrapt.decorator
             def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 context = context_for_call(instance, args, kwargs)
                 return _scoped_generator(_create_in(context, wrapped, args, kwargs), context)
 
-            return cast(F, gen_wrapper(func))
+            return cast(F, _ScopedFunction(func, gen_wrapper))
 
         if inspect.iscoroutinefunction(func):
 
-            @wrapt.decorator
             def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 async def run() -> Any:
                     # Attached inside the coroutine, so in the task that awaits it.
@@ -529,9 +526,8 @@ class Scope:
 
                 return run()
 
-            return cast(F, async_wrapper(func))
+            return cast(F, _ScopedFunction(func, async_wrapper))
 
-        @wrapt.decorator
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             token = _attach(context_for_call(instance, args, kwargs))
             try:
@@ -539,7 +535,53 @@ class Scope:
             finally:
                 detach(token)
 
-        return cast(F, wrapper(func))
+        return cast(F, _ScopedFunction(func, wrapper))
+
+
+# --- Decorated functions: wrapt's wrappers, pickled by reference ----------------------
+#
+# wrapt's proxies refuse to pickle, but process pools and task queues ship functions by
+# pickle, by reference: the module and qualified name, looked up again on the other
+# side, where the module's own decorator has already built the same wrapper.
+
+
+if TYPE_CHECKING:
+    _BoundWrapper = wrapt.BoundFunctionWrapper[..., Any]
+    _Wrapper = wrapt.FunctionWrapper[..., Any]
+else:  # wrapt's classes take type arguments at run time only since wrapt 2
+    _BoundWrapper = wrapt.BoundFunctionWrapper
+    _Wrapper = wrapt.FunctionWrapper
+
+
+class _BoundScopedFunction(_BoundWrapper):
+    """A scoped method bound to an instance or a class: pickles as that attribute of it.
+
+    pickle.loads(pickle.dumps(handler.handle))  # -> handler's copy, .handle, still scoped
+    """
+
+    def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
+        owner = self._self_instance if self._self_instance is not None else self._self_owner
+        return getattr, (owner, self.__name__)
+
+
+class _ScopedFunction(_Wrapper):
+    """The function a scope decorates, wrapped: pickles by its module and qualified name.
+
+    pickle.dumps(handle)  # a module-level @using_session(...) function, by reference
+    """
+
+    __bound_function_wrapper__ = _BoundScopedFunction
+
+    def __reduce_ex__(self, protocol: object) -> str:
+        # A str tells pickle to store a reference to the global of that (qualified) name,
+        # which it checks is this very object, as it does for plain functions.
+        return self.__qualname__
+
+    def __copy__(self) -> _ScopedFunction:
+        return self  # like a plain function, which copy returns as it is
+
+    def __deepcopy__(self, memo: object) -> _ScopedFunction:
+        return self
 
 
 # --- Generators: the scope holds for every step, and never leaks between steps --------
