@@ -13,19 +13,27 @@ a user scope, so every span started inside it (OpenInference's, httpx's) is stam
 instrumentor that wrapped ``create`` after spanstamp did has already started its span
 when the scope begins; that span, found as the current one, is stamped too. So either
 setup order works.
+
+With user-id hashing on (:func:`~spanstamp.configure_privacy`), the raw id leaves the
+process nowhere: the request goes out with its pseudonym in place of the raw value (as
+OpenAI recommends: hashed ids), and an instrumentor's span that recorded the raw request
+arguments before spanstamp's wrapper ran gets the pseudonym in those attributes instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 import wrapt
+from opentelemetry.sdk.trace import Span
 from opentelemetry.trace import get_current_span
 
-from spanstamp import rules
+from spanstamp import attributes as attr
+from spanstamp import privacy, rules
 from spanstamp.context import current_user_id
 from spanstamp.scopes import USER, Scope
 
@@ -101,35 +109,68 @@ def _holds_ours(function: object) -> bool:
     return False
 
 
-def _request_scope(kwargs: dict[str, Any]) -> Scope | None:
-    """A user scope for this request, or ``None`` when there is nothing to take."""
-    if not _processors or current_user_id() is not None:
-        return None
+def _request_scope(instance: object, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Scope | None]:
+    """The request's arguments as they may leave the process, and its user scope (or ``None``)."""
+    if not _processors:
+        return kwargs, None
     for name in _ARGUMENTS:
         value = kwargs.get(name)
         # openai's own "not given" markers are neither str nor int.
-        if isinstance(value, (str, int)):
-            scope = Scope(f"openai create({name})", ((USER, f"openai create({name})"),), (value,))
-            return scope if scope._static else None
-    return None
+        if not isinstance(value, (str, int)):
+            continue
+        where = f"openai create({name})"
+        scope = Scope(where, ((USER, where),), (value,))
+        user = scope._static.get(attr.USER_ID)
+        if privacy._settings.hash_user_ids:
+            # The scope holds the pseudonym (or nothing, without a key): so does the request.
+            kwargs = {key: item for key, item in kwargs.items() if key != name}
+            if isinstance(user, str):
+                kwargs[name] = user
+            _hide_in_outer_span(instance, value, user)
+        if not scope._static or current_user_id() is not None:  # a user in force wins
+            return kwargs, None
+        return kwargs, scope
+    return kwargs, None
+
+
+def _outer_wrapper(instance: object) -> bool:
+    # Whether another wrapper sits outside ours on ``instance``'s class: an instrumentor
+    # whose span is current now and started (with the request's arguments) before ours ran.
+    owner = next((owner for owner in _owners if isinstance(instance, owner)), None)
+    return owner is not None and not _is_ours(owner.__dict__.get("create"))
+
+
+def _hide_in_outer_span(instance: object, raw: str | int, user: object) -> None:
+    # OpenInference records the request's arguments (llm.invocation_parameters, input.value)
+    # as its span starts, outside our wrapper: the raw id is replaced there while it is open.
+    if not _outer_wrapper(instance):
+        return
+    span = get_current_span()
+    if not isinstance(span, Span) or not span.is_recording():
+        return
+    text = raw.strip() if isinstance(raw, str) else str(raw)
+    forms = {text, json.dumps(text)[1:-1]} - {""}
+    replacement = user if isinstance(user, str) else ""
+    for key, value in dict(span.attributes or {}).items():
+        if isinstance(value, str) and any(form in value for form in forms):
+            for form in forms:
+                value = value.replace(form, replacement)
+            span.set_attribute(key, value)
 
 
 def _stamp_outer_span(instance: object) -> None:
     # If another wrapper sits outside ours, it is an instrumentor whose span is current
     # now and started before our scope: stamp it. Outermost, the current span is the
     # application's own, which the request's user does not describe.
-    for owner in _owners:
-        if isinstance(instance, owner):
-            if not _is_ours(owner.__dict__.get("create")):
-                span = get_current_span()
-                for processor in list(_processors):
-                    if processor._stamp_open(span):
-                        break
-            return
+    if _outer_wrapper(instance):
+        span = get_current_span()
+        for processor in list(_processors):
+            if processor._stamp_open(span):
+                break
 
 
 def _sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    scope = _request_scope(kwargs)
+    kwargs, scope = _request_scope(instance, kwargs)
     if scope is None:
         return wrapped(*args, **kwargs)
     with scope:
@@ -140,11 +181,11 @@ def _sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 def _async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     async def run() -> Any:
         # Entered inside the coroutine, so in the task that awaits it.
-        scope = _request_scope(kwargs)
+        request, scope = _request_scope(instance, kwargs)
         if scope is None:
-            return await wrapped(*args, **kwargs)
+            return await wrapped(*args, **request)
         with scope:
             _stamp_outer_span(instance)
-            return await wrapped(*args, **kwargs)
+            return await wrapped(*args, **request)
 
     return run()
