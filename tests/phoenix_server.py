@@ -119,7 +119,8 @@ def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=10) as response:
         body: dict[str, Any] = json.load(response)
     assert "errors" not in body, body["errors"]
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 def sessions(url: str, project: str) -> dict[str, dict[str, Any]]:
