@@ -114,10 +114,13 @@ def test_web_app_sessions_show_turns_feedback_and_their_end(phoenix_url: str) ->
     # have no input or output for Phoenix to show.
     bare = _send_through_the_app(phoenix_url, "spanstamp-web-bare", _conversations("bare"), fill_traces=False)
 
-    # The feedback and session.end spans are in before the sessions are counted, so the
-    # counts show that neither they nor the /feedback and /end requests add a trace.
-    marks = _get(phoenix_url, "spans", len(RATINGS) + len(ENDINGS), name=["feedback", "session.end"])
-    assert sorted(span["name"] for span in marks) == sorted(["feedback"] * len(RATINGS) + ["session.end"] * 2)
+    # The feedback and session.end spans, and the server spans of the /feedback and /end
+    # requests, are in before the sessions are counted: the counts show they add no trace.
+    ratings, endings = len(RATINGS), len(ENDINGS)
+    names = {"feedback": ratings, "POST /feedback": ratings, "session.end": endings, "POST /end": endings}
+    later = _get(phoenix_url, "spans", sum(names.values()), name=list(names))
+    assert sorted(span["name"] for span in later) == sorted(name for name, n in names.items() for _ in range(n))
+    marks = [span for span in later if span["name"] in ("feedback", "session.end")]
     sessions = sessions_with(phoenix_url, PROJECT, len(sent))
     assert sorted(sessions) == [f"{PROJECT}-{user}" for user in USERS]
     for session_id, session in sessions.items():
