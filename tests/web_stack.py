@@ -1,11 +1,14 @@
 """The web stack for tests: a real FastAPI chat app on uvicorn, and concurrent clients for it.
 
-A helper module, not a test file. The app's endpoint enters a spanstamp scope and a
-turn's span around the real (async) ``openai`` client; opentelemetry-instrumentation-fastapi
-traces the requests. uvicorn runs in a thread on a free 127.0.0.1 port::
+A helper module, not a test file. The app's chat endpoint enters a spanstamp scope and a
+turn's span around the real (async) ``openai`` client and answers with the turn's task id;
+its ``/feedback`` and ``/end`` endpoints rate a turn by that id and end a session, as a
+chat front end calls them later. opentelemetry-instrumentation-fastapi traces the requests.
+uvicorn runs in a thread on a free 127.0.0.1 port::
 
     with serve(chat_app(provider, stub_url)) as base_url:
         sent = send_all(base_url, turns(30, sessions=10))
+        rate(base_url, Rating(task_id=sent[0].task_id, label="thumbs_up", score=1))
 """
 
 from __future__ import annotations
@@ -38,8 +41,29 @@ class Turn(BaseModel):
 
     session_id: str
     user_id: str
-    task_id: str
+    #: The app's own id for the turn; ``None``: spanstamp generates one (the chat endpoint returns it).
+    task_id: str | None = None
     question: str
+
+
+class Rating(BaseModel):
+    """Feedback on one turn, given later with only its task id (the thumbs under an answer)."""
+
+    task_id: str
+    name: str = "user_feedback"
+    score: float | None = None
+    label: str | None = None
+    explanation: str | None = None
+    kind: str = "HUMAN"
+    session_id: str | None = None
+    user_id: str | None = None
+
+
+class Ending(BaseModel):
+    """The end of a session (the user closed the chat)."""
+
+    session_id: str
+    reason: str | None = None
 
 
 def chat_app(provider: TracerProvider, stub_url: str) -> FastAPI:
@@ -60,7 +84,25 @@ def chat_app(provider: TracerProvider, stub_url: str) -> FastAPI:
         ) as run:
             answer = await ask(turn.question)
             run.set_output(answer)
-        return {"answer": answer}
+        return {"answer": answer, "task_id": run.id}
+
+    @app.post("/feedback", status_code=204)
+    async def rate_turn(rating: Rating) -> None:
+        # Only the ids travel: the turn's span is found again from the task id.
+        spanstamp.feedback(
+            rating.task_id,
+            name=rating.name,
+            score=rating.score,
+            label=rating.label,
+            explanation=rating.explanation,
+            kind=rating.kind,
+            session_id=rating.session_id,
+            user_id=rating.user_id,
+        )
+
+    @app.post("/end", status_code=204)
+    async def close_session(ending: Ending) -> None:
+        spanstamp.end_session(ending.session_id, reason=ending.reason)
 
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     return app
@@ -101,19 +143,36 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Sent:
-    """A turn that was posted, and the answer it got."""
+    """A turn that was posted, the answer it got and its task id (the app's reply)."""
 
     turn: Turn
     answer: str
+    task_id: str
+
+
+def _post(base_url: str, path: str, body: BaseModel) -> bytes:
+    request = urllib.request.Request(
+        base_url + path, data=body.model_dump_json().encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        reply: bytes = response.read()
+        return reply
 
 
 def post(base_url: str, turn: Turn) -> Sent:
-    """POST one turn to the app's chat endpoint; returns it with its answer."""
-    request = urllib.request.Request(
-        base_url + "/chat", data=turn.model_dump_json().encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return Sent(turn, json.loads(response.read())["answer"])
+    """POST one turn to the app's chat endpoint; returns it with its answer and task id."""
+    reply = json.loads(_post(base_url, "/chat", turn))
+    return Sent(turn, reply["answer"], reply["task_id"])
+
+
+def rate(base_url: str, rating: Rating) -> None:
+    """POST feedback on a turn to the app's ``/feedback`` endpoint."""
+    _post(base_url, "/feedback", rating)
+
+
+def end(base_url: str, ending: Ending) -> None:
+    """POST the end of a session to the app's ``/end`` endpoint."""
+    _post(base_url, "/end", ending)
 
 
 def send_all(base_url: str, turns: list[Turn]) -> list[Sent]:

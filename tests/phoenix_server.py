@@ -1,0 +1,160 @@
+"""A real Phoenix server for tests, and readers of what it stored (GraphQL, REST).
+
+A helper module, not a test file: tests/test_phoenix.py and tests/test_phoenix_web.py
+import the fixture by name. Importing it skips the importing test module when the
+``phoenix`` extra is not installed::
+
+    from phoenix_server import phoenix_url  # noqa: F401 - the fixture, by name
+
+    def test_x(phoenix_url: str) -> None:  # noqa: F811
+        sessions = graphql(phoenix_url, SESSIONS_QUERY, {"name": "my-project"})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processes import stop
+
+# The server package, not just ``phoenix``: arize-phoenix-otel (in the test extra) makes
+# ``phoenix`` importable as a namespace package without the server. Some of Phoenix's own
+# dependencies warn about deprecations on import: not this project's to fix.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pytest.importorskip("phoenix.server", reason="arize-phoenix is not installed (pip install -e '.[test,phoenix]')")
+
+SESSIONS_QUERY = """
+query ($name: String!) {
+  getProjectByName(name: $name) {
+    sessions(first: 20) {
+      edges { node { sessionId userId numTraces firstInput { value } lastOutput { value } } }
+    }
+  }
+}
+"""
+# How long Phoenix may take to write what it received to its database (it inserts in the
+# background); generous, since 8 agents share 2 cores here.
+WAIT_S = 60.0
+
+
+def _free_ports(count: int) -> list[int]:
+    # Held open together, so the ports differ; released just before Phoenix binds them.
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without variables that would point Phoenix, OTLP or OpenAI elsewhere."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_", "OPENAI_"))}
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 180  # the first start creates and migrates the database
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"Phoenix exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"Phoenix was not ready in time:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def phoenix_url(tmp_path: Path) -> Iterator[str]:
+    """A real Phoenix server on 127.0.0.1, stopped at teardown; yields its base URL."""
+    http_port, grpc_port = _free_ports(2)
+    env = clean_env() | {
+        "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"),
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_PORT": str(http_port),
+        # Phoenix binds its OTLP/gRPC port on all interfaces (no setting for that); nothing
+        # here sends to it, the port just must not clash.
+        "PHOENIX_GRPC_PORT": str(grpc_port),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+        "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+    }
+    log = tmp_path / "phoenix.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "phoenix.server.main", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            url = f"http://127.0.0.1:{http_port}"
+            _wait_until_ready(url, process, log)
+            yield url
+        finally:
+            stop(process)
+
+
+def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """POST one GraphQL query to Phoenix; its ``data``, after checking there were no errors."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body: dict[str, Any] = json.load(response)
+    assert "errors" not in body, body["errors"]
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def sessions(url: str, project: str) -> dict[str, dict[str, Any]]:
+    """The project's sessions by id, as SESSIONS_QUERY reads them; empty before its first span."""
+    found = graphql(url, SESSIONS_QUERY, {"name": project})["getProjectByName"]
+    if found is None:  # no span of the project has arrived yet
+        return {}
+    return {edge["node"]["sessionId"]: edge["node"] for edge in found["sessions"]["edges"]}
+
+
+def sessions_with(url: str, project: str, traces: int) -> dict[str, dict[str, Any]]:
+    """The project's sessions, read again until they hold ``traces`` traces in all (or WAIT_S passed)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        found = sessions(url, project)
+        if sum(s["numTraces"] for s in found.values()) >= traces or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def until_found(url: str, count: int = 1) -> list[dict[str, Any]]:
+    """GET a REST list (annotations, spans: its ``data``) until it has ``count`` items, or WAIT_S passed.
+
+    A 404 counts as an empty list: Phoenix knows a project only once its first span is written.
+    """
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                data: list[dict[str, Any]] = json.load(response)["data"]
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                raise
+            data = []
+        if len(data) >= count or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)
