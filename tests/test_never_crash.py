@@ -371,6 +371,13 @@ def test_finding_7_decorated_functions_and_methods_pickle_by_reference(pool_task
         assert bound("y")["session"] == "spawned-method-session"
 
 
+def test_finding_7_a_task_decorated_function_pickles_by_reference_and_still_runs(pool_tasks: Any) -> None:
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        unpickled = pickle.loads(pickle.dumps(pool_tasks.answer_task, protocol))
+        assert unpickled is pool_tasks.answer_task
+        assert unpickled("why?") == "answer to why?"
+
+
 def test_finding_7_a_local_function_fails_to_pickle_as_a_plain_local_function_does() -> None:
     def make() -> Any:
         @using_session("s")

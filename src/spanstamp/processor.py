@@ -27,7 +27,7 @@ from spanstamp._spans import copy_with
 from spanstamp.context import collect, stampable
 from spanstamp.integrations import langchain as _langchain
 from spanstamp.integrations import langchain_models as _langchain_models
-from spanstamp.scopes import add_entered_hook
+from spanstamp.hooks import add_entered_hook
 
 # Read on every span: whether user ids must be hashed as they are read (the general path).
 _privacy: Final = privacy._settings

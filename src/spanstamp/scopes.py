@@ -17,267 +17,61 @@ A decorator can take a value from each call instead of a constant::
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
-import wrapt
 from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
 from opentelemetry.context import Context
 
-from spanstamp import attributes as attr
 from spanstamp import privacy, propagation, rules
 from spanstamp._runtime import attach, detach, get_current, try_detach
-from spanstamp.context import stampable
+from spanstamp.calls import ScopedFunction, arg_reader, create_in, from_arg, scoped_async_generator, scoped_generator
+from spanstamp.fields import (
+    METADATA,
+    SESSION,
+    TAGS,
+    TEMPLATE,
+    USER,
+    VARIABLES,
+    VERSION,
+    Apply,
+    Changes,
+    Field,
+)
+from spanstamp.hooks import add_entered_hook, attach_entered, run_entered_hooks
+from spanstamp.hooks import registered as _entered_hooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_Values = dict[str, object]
-
-
-# --- How each kind of value lands in the Context -------------------------------------
-#
-# Ids go in as checked, under their key (``_Field.key``). For the other kinds, each
-# function writes one checked value into ``changes``, the keys the new context sets on
-# top of ``outer``. ``None`` in ``changes`` hides an outer value: every reader
-# (ours and OpenInference's) treats a ``None`` value as absent.
-
-
-def _hide_metadata(value: rules.JsonObject, where: str) -> rules.JsonObject | None:
-    hidden = privacy.hide_metadata_users(value.data, where)
-    return value if hidden is value.data else (rules.JsonObject(hidden) if hidden else None)
-
-
-def _merge_metadata(changes: _Values, outer: Context, value: Any) -> None:
-    # Nested metadata merges key by key, the inner scope winning.
-    outer_text = outer.get(attr.METADATA)
-    merged = rules.decode_mapping(outer_text) if outer_text is not None else {}
-    hashing = _privacy.hash_user_ids
-    if merged and hashing and outer.get(_PSEUDONYMOUS_METADATA) is not outer_text:
-        # Another library's metadata (or ours from before hashing was on) may name a raw user.
-        merged = privacy.hide_metadata_users(merged)
-    data = {**merged, **value.data} if merged else value.data
-    text = changes[attr.METADATA] = rules.dumps(data) if merged else value.text
-    if hashing:
-        changes[_PSEUDONYMOUS_METADATA] = text
-    # Ids the metadata names (``session_id``, ``user_id``, ...) wait under private keys;
-    # the readers use them only where no scope sets the id itself.
-    for key, names in _NAMED_IDS:
-        named = next((found for name in names if (found := rules.coerce_id(data.get(name))) is not None), None)
-        if named is not None:
-            changes[key] = named
-            if hashing and key == attr.USER_FROM_METADATA:
-                changes[_PSEUDONYMOUS_NAMED_USER] = named
-
-
-_privacy: Final = privacy._settings
-_PSEUDONYMOUS_METADATA: Final = attr.PSEUDONYMOUS[attr.METADATA]
-_PSEUDONYMOUS_NAMED_USER: Final = attr.PSEUDONYMOUS[attr.USER_FROM_METADATA]
-
-
-def _add_tags(changes: _Values, outer: Context, value: Any) -> None:
-    # Nested tags accumulate: outer first, deduplicated, in first-seen order.
-    outer_tags = outer.get(attr.TAG_TAGS)
-    if outer_tags is not None:
-        # Outer tags may be another library's: held to the rules as any reader takes them.
-        clean = stampable(attr.TAG_TAGS, outer_tags)
-        if isinstance(clean, list):
-            value = rules.Tags(dict.fromkeys([*clean, *value]))
-    changes[attr.TAG_TAGS] = value
-
-
-def _set_template(changes: _Values, outer: Context, value: Any) -> None:
-    # A template replaces the outer one whole: the outer version and variables
-    # belong to the outer template, so they are hidden too.
-    changes[attr.PROMPT_TEMPLATE] = value
-    changes[attr.PROMPT_TEMPLATE_VERSION] = None
-    changes[attr.PROMPT_TEMPLATE_VARIABLES] = None
-
-
-def _set_variables(changes: _Values, outer: Context, value: Any) -> None:
-    changes[attr.PROMPT_TEMPLATE_VARIABLES] = value.text
-
-
-_NAMED_IDS: Final = (
-    (attr.SESSION_FROM_METADATA, attr.METADATA_SESSION_KEYS),
-    (attr.USER_FROM_METADATA, attr.METADATA_USER_KEYS),
-)
-
-
-_Check = Callable[[object, str], Any]
-_Apply = Callable[[_Values, Context, Any], None]
-
-
-class _Field:
-    """How one argument is checked and applied.
-
-    ``key`` (ids): the checked value goes into the Context as it is, under this key.
-    ``apply`` writes anything else. ``static``: the result does not depend on the outer
-    context, so a scope computes it once. ``requires``: a field this one belongs to,
-    which must be given too. ``hide``: with user-id hashing on, what the checked value
-    becomes (its pseudonym, say; ``None`` leaves it out); a key field also writes the
-    result under ``marker``, so readers know it is hashed already.
-    """
-
-    __slots__ = ("apply", "check", "hide", "key", "marker", "requires", "static")
-
-    def __init__(
-        self,
-        check: _Check,
-        apply: _Apply | None = None,
-        *,
-        key: str | None = None,
-        static: bool = True,
-        requires: _Field | None = None,
-        hide: Callable[[Any, str], Any] | None = None,
-    ) -> None:
-        self.check = check
-        self.key = key
-        self.apply: _Apply = self._write_key if apply is None else apply
-        self.static = static
-        self.requires = requires
-        self.hide = hide
-        self.marker = attr.PSEUDONYMOUS.get(key) if key is not None and hide is not None else None
-
-    def _write_key(self, changes: _Values, outer: Context, value: Any) -> None:
-        changes[cast(str, self.key)] = value
-        if self.marker is not None and _privacy.hash_user_ids:
-            changes[self.marker] = value
-
-    def accept(self, value: object, where: str) -> Any:
-        """The checked (and, with hashing on, hidden) value, or ``None`` when it is left out."""
-        checked = self.check(value, where)
-        if checked is not None and self.hide is not None and _privacy.hash_user_ids:
-            return self.hide(checked, where)
-        return checked
-
-
-SESSION: Final = _Field(rules.check_id, key=attr.SESSION_ID)
-USER: Final = _Field(rules.check_id, key=attr.USER_ID, hide=privacy.hide_user_id)
-METADATA: Final = _Field(rules.check_mapping, _merge_metadata, static=False, hide=_hide_metadata)
-TAGS: Final = _Field(rules.check_tags, _add_tags, static=False)
-TEMPLATE: Final = _Field(rules.check_template, _set_template)
-# A version or variables without their template would be read as describing an outer
-# template they do not belong to. The template is applied first, as it hides them.
-VERSION: Final = _Field(rules.check_id, key=attr.PROMPT_TEMPLATE_VERSION, requires=TEMPLATE)
-VARIABLES: Final = _Field(rules.check_mapping, _set_variables, requires=TEMPLATE)
-
+_Values = Changes
 _NO_CONTEXT: Final = Context()
+# Read as a scope is built: whether user ids go in as pseudonyms.
+_privacy: Final = privacy._settings
 
-
-# --- Values taken from the decorated call --------------------------------------------
-
-
-class from_arg:  # noqa: N801 - reads as a function at the call site
-    """Take a scope's value from an argument of each call to the decorated function.
-
-    ``get`` (optional) turns the argument into the value, e.g. reads a header.
-    Only meaningful when the scope decorates a function::
-
-        @using_attributes(session_id=from_arg("conversation_id"),
-                          user_id=from_arg("request", get=lambda r: r.headers.get("x-user")))
-        async def chat(request, conversation_id: str): ...
-    """
-
-    __slots__ = ("get", "name")
-
-    def __init__(self, name: str, *, get: Callable[[Any], object] | None = None) -> None:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise TypeError("from_arg(name) must be a parameter name (a str)")
-        if get is not None and not callable(get):
-            raise TypeError("from_arg(get=...) must be callable")
-        self.name = name
-        self.get = get
-
-    def __repr__(self) -> str:
-        return f"from_arg({self.name!r})"
-
-
-_MISSING: Final = object()
-
-
-class _ArgReader:
-    """Reads one argument of a call, found once in the decorated function's signature."""
-
-    __slots__ = ("bound", "default", "get", "name", "position")
-
-    def __init__(self, spec: from_arg, position: int | None, default: object, bound: bool = False) -> None:
-        self.name = spec.name
-        self.get = spec.get
-        self.position = position
-        self.default = default
-        # A bound method's signature already leaves out self/cls.
-        self.bound = bound
-
-    def read(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
-        value = kwargs.get(self.name, _MISSING)
-        if value is _MISSING and self.position is not None:
-            # wrapt hands a method called on its instance or class its args without
-            # self/cls, which its signature counts: shift by one.
-            index = self.position - (instance is not None and not self.bound)
-            value = args[index] if 0 <= index < len(args) else _MISSING
-        if value is _MISSING:
-            value = self.default
-        if value is _MISSING:
-            return None
-        return value if self.get is None else self.get(value)
-
-
-def _arg_reader(spec: from_arg, func: Callable[..., Any], where: str) -> _ArgReader | None:
-    try:
-        parameters = inspect.signature(func).parameters
-    except (TypeError, ValueError):  # builtins without a signature: keywords only
-        return _ArgReader(spec, None, _MISSING)
-    param = parameters.get(spec.name)
-    if param is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-        if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            return _ArgReader(spec, None, _MISSING)
-        name = getattr(func, "__qualname__", repr(func))
-        rules.reject(where, f"{spec!r} names no parameter of {name}()", TypeError)
-        return None
-    positional = param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD)
-    position = list(parameters).index(spec.name) if positional else None
-    default = _MISSING if param.default is param.empty else param.default
-    return _ArgReader(spec, position, default, bound=inspect.ismethod(func))
-
-
-# --- Entering: attach, then tell whoever stamps the enclosing spans ------------------
-#
-# A processor that stamps the span a scope is entered in (and its local root) registers
-# a weak callback here. With none registered, entering costs one truth test more.
-
-_entered_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
-
-
-def add_entered_hook(callback: Callable[[], None]) -> None:
-    """Call ``callback()`` (a bound method, held weakly) each time a scope is entered.
-
-    add_entered_hook(processor._on_scope_entered)
-    """
-    _entered_hooks.append(weakref.WeakMethod(callback))
-
-
-def _attach(context: Context) -> Token[Context]:
-    token = attach(context)
-    if _entered_hooks:
-        _run_entered_hooks()
-    return token
-
-
-def _run_entered_hooks() -> None:
-    for ref in list(_entered_hooks):
-        callback = ref()
-        if callback is None:
-            with contextlib.suppress(ValueError):  # another thread pruned it first
-                _entered_hooks.remove(ref)
-            continue
-        try:
-            callback()
-        except Exception:  # the hook's owner reports its own failures; never the app's
-            rules.logger.debug("a scope-entry hook failed", exc_info=True)
+# Re-exported for the modules that build scopes (turns, lifecycle, integrations), so they
+# need only this module: the fields and the call machinery live in fields.py and calls.py.
+__all__ = [
+    "METADATA",
+    "SESSION",
+    "TAGS",
+    "TEMPLATE",
+    "USER",
+    "VARIABLES",
+    "VERSION",
+    "IdValue",
+    "MappingValue",
+    "Scope",
+    "add_entered_hook",
+    "from_arg",
+    "using_attributes",
+    "using_metadata",
+    "using_prompt_template",
+    "using_session",
+    "using_tags",
+    "using_user",
+]
 
 
 # --- The scope -----------------------------------------------------------------------
@@ -324,7 +118,7 @@ class Scope:
     def __init__(
         self,
         name: str,
-        fields: Sequence[tuple[_Field, str]],
+        fields: Sequence[tuple[Field, str]],
         values: Sequence[object],
         propagate: bool | None = None,
     ) -> None:
@@ -337,9 +131,9 @@ class Scope:
         if propagate is not None and not isinstance(propagate, bool):
             rules.reject(f"{name}(propagate)", f"expected a bool, got {rules.describe(propagate)}", TypeError)
             propagate = None
-        plan: list[tuple[_Field, str, object]] = []
+        plan: list[tuple[Field, str, object]] = []
         static: _Values = {}
-        dynamic: list[tuple[_Apply, Any]] = []
+        dynamic: list[tuple[Apply, Any]] = []
         from_call = False
         index = -1
         for value in values:
@@ -430,7 +224,7 @@ class Scope:
             context = self._baggage(context, changes)
         entry[1] = self._last = attach(context)
         if _entered_hooks:
-            _run_entered_hooks()
+            run_entered_hooks()
         return self
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
@@ -471,7 +265,7 @@ class Scope:
             # descriptor around it.
             return cast(F, type(func)(self(func.__func__)))
         readers = {
-            id(value): _arg_reader(value, func, where) for _, where, value in self._plan if isinstance(value, from_arg)
+            id(value): arg_reader(value, func, where) for _, where, value in self._plan if isinstance(value, from_arg)
         }
 
         def context_for_call(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
@@ -486,12 +280,7 @@ class Scope:
                     reader = readers[id(value)]
                     if reader is None:
                         continue
-                    try:
-                        raw = reader.read(instance, args, kwargs)
-                    except Exception as exc:  # the user's get= failed: the call itself goes on
-                        rules.reject(where, f"reading the value raised {type(exc).__name__}")
-                        continue
-                    value = field.accept(raw, where)
+                    value = reader.take(instance, args, kwargs, where, field.accept)
                     if value is None:
                         continue
                 field.apply(changes, current, value)
@@ -501,24 +290,24 @@ class Scope:
 
             def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 context = context_for_call(instance, args, kwargs)
-                return _scoped_async_generator(_create_in(context, wrapped, args, kwargs), context)
+                return scoped_async_generator(create_in(context, wrapped, args, kwargs), context)
 
-            return cast(F, _ScopedFunction(func, async_gen_wrapper))
+            return cast(F, ScopedFunction(func, async_gen_wrapper))
 
         if inspect.isgeneratorfunction(func):
 
             def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 context = context_for_call(instance, args, kwargs)
-                return _scoped_generator(_create_in(context, wrapped, args, kwargs), context)
+                return scoped_generator(create_in(context, wrapped, args, kwargs), context)
 
-            return cast(F, _ScopedFunction(func, gen_wrapper))
+            return cast(F, ScopedFunction(func, gen_wrapper))
 
         if inspect.iscoroutinefunction(func):
 
             def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 async def run() -> Any:
                     # Attached inside the coroutine, so in the task that awaits it.
-                    token = _attach(context_for_call(instance, args, kwargs))
+                    token = attach_entered(context_for_call(instance, args, kwargs))
                     try:
                         return await wrapped(*args, **kwargs)
                     finally:
@@ -526,146 +315,16 @@ class Scope:
 
                 return run()
 
-            return cast(F, _ScopedFunction(func, async_wrapper))
+            return cast(F, ScopedFunction(func, async_wrapper))
 
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            token = _attach(context_for_call(instance, args, kwargs))
+            token = attach_entered(context_for_call(instance, args, kwargs))
             try:
                 return wrapped(*args, **kwargs)
             finally:
                 detach(token)
 
-        return cast(F, _ScopedFunction(func, wrapper))
-
-
-# --- Decorated functions: wrapt's wrappers, pickled by reference ----------------------
-#
-# wrapt's proxies refuse to pickle, but process pools and task queues ship functions by
-# pickle, by reference: the module and qualified name, looked up again on the other
-# side, where the module's own decorator has already built the same wrapper.
-
-
-if TYPE_CHECKING:
-    _BoundWrapper = wrapt.BoundFunctionWrapper[..., Any]
-    _Wrapper = wrapt.FunctionWrapper[..., Any]
-else:  # wrapt's classes take type arguments at run time only since wrapt 2
-    _BoundWrapper = wrapt.BoundFunctionWrapper
-    _Wrapper = wrapt.FunctionWrapper
-
-
-class _BoundScopedFunction(_BoundWrapper):
-    """A scoped method bound to an instance or a class: pickles as that attribute of it.
-
-    pickle.loads(pickle.dumps(handler.handle))  # -> handler's copy, .handle, still scoped
-    """
-
-    def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
-        owner = self._self_instance if self._self_instance is not None else self._self_owner
-        return getattr, (owner, self.__name__)
-
-
-class _ScopedFunction(_Wrapper):
-    """The function a scope decorates, wrapped: pickles by its module and qualified name.
-
-    pickle.dumps(handle)  # a module-level @using_session(...) function, by reference
-    """
-
-    __bound_function_wrapper__ = _BoundScopedFunction
-
-    def __reduce_ex__(self, protocol: object) -> str:
-        # A str tells pickle to store a reference to the global of that (qualified) name,
-        # which it checks is this very object, as it does for plain functions.
-        return self.__qualname__
-
-    def __copy__(self) -> _ScopedFunction:
-        return self  # like a plain function, which copy returns as it is
-
-    def __deepcopy__(self, memo: object) -> _ScopedFunction:
-        return self
-
-
-# --- Generators: the scope holds for every step, and never leaks between steps --------
-#
-# A generator's body runs in its consumer's context, a step at a time. Each step runs
-# with the body's own context attached and detached again before the value goes out,
-# so the consumer never sees the scope and the body keeps what it attached (a span
-# started across a ``yield``) from one step to the next.
-
-
-def _create_in(context: Context, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    # A plain generator runs nothing when created, but a stacked scope decorator computes
-    # its context then: it must see this scope, or the inner scope would hide it.
-    token = attach(context)
-    try:
-        return function(*args, **kwargs)
-    finally:
-        detach(token)
-
-
-class _BodyContext:
-    __slots__ = ("context", "entered")
-
-    def __init__(self, context: Context) -> None:
-        self.context = context
-        self.entered = False
-
-    def _attach(self) -> Token[Context]:
-        if self.entered:
-            return attach(self.context)
-        self.entered = True  # the scope is entered at the first step, once
-        return _attach(self.context)
-
-    def step(self, func: Callable[..., Any], *args: Any) -> Any:
-        token = self._attach()
-        try:
-            return func(*args)
-        finally:
-            self.context = get_current()
-            detach(token)
-
-    async def astep(self, awaitable: Any) -> Any:
-        token = self._attach()
-        try:
-            return await awaitable
-        finally:
-            self.context = get_current()
-            detach(token)
-
-
-def _scoped_generator(body: Generator[Any, Any, Any], context: Context) -> Generator[Any, Any, Any]:
-    run = _BodyContext(context)
-    try:
-        item = run.step(body.send, None)
-        while True:
-            try:
-                sent = yield item
-            except GeneratorExit:
-                run.step(body.close)
-                raise
-            except BaseException as exc:
-                item = run.step(body.throw, exc)
-            else:
-                item = run.step(body.send, sent)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def _scoped_async_generator(body: AsyncGenerator[Any, Any], context: Context) -> AsyncGenerator[Any, Any]:
-    run = _BodyContext(context)
-    try:
-        item = await run.astep(body.asend(None))
-        while True:
-            try:
-                sent = yield item
-            except GeneratorExit:
-                await run.astep(body.aclose())
-                raise
-            except BaseException as exc:
-                item = await run.astep(body.athrow(exc))
-            else:
-                item = await run.astep(body.asend(sent))
-    except StopAsyncIteration:
-        return
+        return cast(F, ScopedFunction(func, wrapper))
 
 
 # --- The public fronts ---------------------------------------------------------------

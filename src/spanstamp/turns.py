@@ -20,7 +20,6 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar, cast
 
-import wrapt
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
@@ -28,20 +27,8 @@ from opentelemetry.trace import Span
 from spanstamp import attributes as attr
 from spanstamp import rules, task_ids
 from spanstamp._runtime import attach, detach, get_current
-from spanstamp.scopes import (
-    METADATA,
-    SESSION,
-    TAGS,
-    USER,
-    IdValue,
-    MappingValue,
-    Scope,
-    _arg_reader,
-    _create_in,
-    _scoped_async_generator,
-    _scoped_generator,
-    from_arg,
-)
+from spanstamp.calls import ScopedFunction, arg_reader, create_in, scoped_async_generator, scoped_generator
+from spanstamp.scopes import METADATA, SESSION, TAGS, USER, IdValue, MappingValue, Scope, from_arg
 from spanstamp.task_run import Chunks, TaskRun, Values
 from spanstamp.turn_values import check_kind, check_name, io_value, json_text, special_metadata
 
@@ -163,21 +150,18 @@ class Task:
         values_for = self._values_reader(func)
         if inspect.isasyncgenfunction(func):
 
-            @wrapt.decorator
             def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 return self._async_generator(wrapped, args, kwargs, values_for(instance, args, kwargs))
 
-            inner = async_gen_wrapper(func)
+            inner = ScopedFunction(func, async_gen_wrapper)
         elif inspect.isgeneratorfunction(func):
 
-            @wrapt.decorator
             def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 return self._generator(wrapped, args, kwargs, values_for(instance, args, kwargs))
 
-            inner = gen_wrapper(func)
+            inner = ScopedFunction(func, gen_wrapper)
         elif inspect.iscoroutinefunction(func):
 
-            @wrapt.decorator
             def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 values = values_for(instance, args, kwargs)
 
@@ -186,14 +170,13 @@ class Task:
 
                 return run()
 
-            inner = async_wrapper(func)
+            inner = ScopedFunction(func, async_wrapper)
         else:
 
-            @wrapt.decorator
             def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 return self._call(wrapped, args, kwargs, values_for(instance, args, kwargs))
 
-            inner = wrapper(func)
+            inner = ScopedFunction(func, wrapper)
         # The scope outside the span: the span starts inside it, and is stamped with it.
         return cast(F, self._scope(inner))
 
@@ -207,7 +190,7 @@ class Task:
             ("task_id", self._task_id, rules.check_id),
         )
         readers = [
-            (where, _arg_reader(spec, func, where), check)
+            (where, arg_reader(spec, func, where), check)
             for name, spec, check in fields
             if type(spec) is from_arg
             for where in (f"task({name})",)
@@ -216,14 +199,8 @@ class Task:
         def read(instance: Any, args: Any, kwargs: Any) -> Values:
             found: dict[str, Any] = {}
             for where, reader, check in readers:
-                if reader is None:
-                    continue
-                try:
-                    raw = reader.read(instance, args, kwargs)
-                except Exception as exc:  # the user's get= failed: the call itself goes on
-                    rules.reject(where, f"reading the value raised {type(exc).__name__}")
-                    continue
-                found[where] = check(raw, where)
+                if reader is not None:
+                    found[where] = reader.take(instance, args, kwargs, where, check)
             return Values(
                 found.get("task(input)", constants.input),
                 found.get("task(raw_input)", constants.raw_input),
@@ -269,7 +246,7 @@ class Task:
         chunks = Chunks()
         error: BaseException | None = None
         try:
-            body = _scoped_generator(_create_in(context, wrapped, args, kwargs), context)
+            body = scoped_generator(create_in(context, wrapped, args, kwargs), context)
             item = body.send(None)
             while True:
                 chunks.add(item)
@@ -297,7 +274,7 @@ class Task:
         chunks = Chunks()
         error: BaseException | None = None
         try:
-            body = _scoped_async_generator(_create_in(context, wrapped, args, kwargs), context)
+            body = scoped_async_generator(create_in(context, wrapped, args, kwargs), context)
             item = await body.asend(None)
             while True:
                 chunks.add(item)

@@ -99,3 +99,9 @@ def task_in_its_own_scope(session_id: str, user_id: str) -> dict[str, Any]:
     """The safe pattern: the ids travel as arguments and the scope opens in the worker."""
     with using_attributes(session_id=session_id, user_id=user_id):
         return report(session_id)
+
+
+@spanstamp.task(input=from_arg("question"), session_id="task-session")
+def answer_task(question: str) -> str:
+    """A turn, decorated with task(): it pickles by reference as scope-decorated functions do."""
+    return f"answer to {question}"

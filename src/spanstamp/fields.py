@@ -1,0 +1,152 @@
+"""How each kind of scope value is checked and lands in the Context.
+
+A :class:`Field` is one argument of a scope (``session_id``, ``metadata``, ...): the rule
+that checks it (from :mod:`spanstamp.rules`), how it is written on top of the outer
+Context (ids under their key; metadata merged, tags accumulated, a template replacing
+the outer one), and what user-id hashing makes of it. Every scope front and ``task()``
+use these same fields::
+
+    Scope("using_session", ((SESSION, "using_session(session_id)"),), (conversation_id,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+from opentelemetry.context import Context
+
+from spanstamp import attributes as attr
+from spanstamp import privacy, rules
+from spanstamp.context import stampable
+
+#: What a scope sets on top of the outer Context, by key.
+Changes = dict[str, object]
+
+#
+# Ids go in as checked, under their key (``Field.key``). For the other kinds, each
+# function writes one checked value into ``changes``, the keys the new context sets on
+# top of ``outer``. ``None`` in ``changes`` hides an outer value: every reader
+# (ours and OpenInference's) treats a ``None`` value as absent.
+
+
+def _hide_metadata(value: rules.JsonObject, where: str) -> rules.JsonObject | None:
+    hidden = privacy.hide_metadata_users(value.data, where)
+    return value if hidden is value.data else (rules.JsonObject(hidden) if hidden else None)
+
+
+def _merge_metadata(changes: Changes, outer: Context, value: Any) -> None:
+    # Nested metadata merges key by key, the inner scope winning.
+    outer_text = outer.get(attr.METADATA)
+    merged = rules.decode_mapping(outer_text) if outer_text is not None else {}
+    hashing = _privacy.hash_user_ids
+    if merged and hashing and outer.get(_PSEUDONYMOUS_METADATA) is not outer_text:
+        # Another library's metadata (or ours from before hashing was on) may name a raw user.
+        merged = privacy.hide_metadata_users(merged)
+    data = {**merged, **value.data} if merged else value.data
+    text = changes[attr.METADATA] = rules.dumps(data) if merged else value.text
+    if hashing:
+        changes[_PSEUDONYMOUS_METADATA] = text
+    # Ids the metadata names (``session_id``, ``user_id``, ...) wait under private keys;
+    # the readers use them only where no scope sets the id itself.
+    for key, names in _NAMED_IDS:
+        named = next((found for name in names if (found := rules.coerce_id(data.get(name))) is not None), None)
+        if named is not None:
+            changes[key] = named
+            if hashing and key == attr.USER_FROM_METADATA:
+                changes[_PSEUDONYMOUS_NAMED_USER] = named
+
+
+_privacy: Final = privacy._settings
+_PSEUDONYMOUS_METADATA: Final = attr.PSEUDONYMOUS[attr.METADATA]
+_PSEUDONYMOUS_NAMED_USER: Final = attr.PSEUDONYMOUS[attr.USER_FROM_METADATA]
+
+
+def _add_tags(changes: Changes, outer: Context, value: Any) -> None:
+    # Nested tags accumulate: outer first, deduplicated, in first-seen order.
+    outer_tags = outer.get(attr.TAG_TAGS)
+    if outer_tags is not None:
+        # Outer tags may be another library's: held to the rules as any reader takes them.
+        clean = stampable(attr.TAG_TAGS, outer_tags)
+        if isinstance(clean, list):
+            value = rules.Tags(dict.fromkeys([*clean, *value]))
+    changes[attr.TAG_TAGS] = value
+
+
+def _set_template(changes: Changes, outer: Context, value: Any) -> None:
+    # A template replaces the outer one whole: the outer version and variables
+    # belong to the outer template, so they are hidden too.
+    changes[attr.PROMPT_TEMPLATE] = value
+    changes[attr.PROMPT_TEMPLATE_VERSION] = None
+    changes[attr.PROMPT_TEMPLATE_VARIABLES] = None
+
+
+def _set_variables(changes: Changes, outer: Context, value: Any) -> None:
+    changes[attr.PROMPT_TEMPLATE_VARIABLES] = value.text
+
+
+_NAMED_IDS: Final = (
+    (attr.SESSION_FROM_METADATA, attr.METADATA_SESSION_KEYS),
+    (attr.USER_FROM_METADATA, attr.METADATA_USER_KEYS),
+)
+
+
+Check = Callable[[object, str], Any]
+Apply = Callable[[Changes, Context, Any], None]
+
+
+class Field:
+    """How one argument is checked and applied.
+
+    ``key`` (ids): the checked value goes into the Context as it is, under this key.
+    ``apply`` writes anything else. ``static``: the result does not depend on the outer
+    context, so a scope computes it once. ``requires``: a field this one belongs to,
+    which must be given too. ``hide``: with user-id hashing on, what the checked value
+    becomes (its pseudonym, say; ``None`` leaves it out); a key field also writes the
+    result under ``marker``, so readers know it is hashed already.
+    """
+
+    __slots__ = ("apply", "check", "hide", "key", "marker", "requires", "static")
+
+    def __init__(
+        self,
+        check: Check,
+        apply: Apply | None = None,
+        *,
+        key: str | None = None,
+        static: bool = True,
+        requires: Field | None = None,
+        hide: Callable[[Any, str], Any] | None = None,
+    ) -> None:
+        self.check = check
+        self.key = key
+        self.apply: Apply = self._write_key if apply is None else apply
+        self.static = static
+        self.requires = requires
+        self.hide = hide
+        self.marker = attr.PSEUDONYMOUS.get(key) if key is not None and hide is not None else None
+
+    def _write_key(self, changes: Changes, outer: Context, value: Any) -> None:
+        changes[cast(str, self.key)] = value
+        if self.marker is not None and _privacy.hash_user_ids:
+            changes[self.marker] = value
+
+    def accept(self, value: object, where: str) -> Any:
+        """The checked (and, with hashing on, hidden) value, or ``None`` when it is left out."""
+        checked = self.check(value, where)
+        if checked is not None and self.hide is not None and _privacy.hash_user_ids:
+            return self.hide(checked, where)
+        return checked
+
+
+SESSION: Final = Field(rules.check_id, key=attr.SESSION_ID)
+USER: Final = Field(rules.check_id, key=attr.USER_ID, hide=privacy.hide_user_id)
+METADATA: Final = Field(rules.check_mapping, _merge_metadata, static=False, hide=_hide_metadata)
+TAGS: Final = Field(rules.check_tags, _add_tags, static=False)
+TEMPLATE: Final = Field(rules.check_template, _set_template)
+# A version or variables without their template would be read as describing an outer
+# template they do not belong to. The template is applied first, as it hides them.
+VERSION: Final = Field(rules.check_id, key=attr.PROMPT_TEMPLATE_VERSION, requires=TEMPLATE)
+VARIABLES: Final = Field(rules.check_mapping, _set_variables, requires=TEMPLATE)
+
+_NO_CONTEXT: Final = Context()
