@@ -25,7 +25,8 @@ from spanstamp import (
     using_tags,
     using_user,
 )
-from spanstamp.rules import DEFAULT_MAX_ID_LENGTH, check_id, check_tags, coerce_id, max_id_length, reject
+from spanstamp.checks import check_id, check_tags, coerce_id
+from spanstamp.rules import DEFAULT_MAX_ID_LENGTH, max_id_length, reject
 from support import Tracing, strict_mode
 
 SECRET = "alice@example.com"

@@ -83,7 +83,7 @@ class ArgReader:
 
         A ``get=`` that raises is a rejected value (``where`` names it), never the call's failure::
 
-            value = reader.take(instance, args, kwargs, "using_session(session_id)", rules.check_id)
+            value = reader.take(instance, args, kwargs, "using_session(session_id)", checks.check_id)
         """
         try:
             raw = self.read(instance, args, kwargs)

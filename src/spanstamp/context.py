@@ -18,7 +18,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp import privacy, rules
+from spanstamp import checks, jsontext, privacy, rules
 from spanstamp.integrations import langchain as _langchain
 
 _ALL: Final = frozenset(attr.CONTEXT_ATTRIBUTES)
@@ -71,7 +71,7 @@ def _collect(keys: Collection[str], parent: Context | None, current: Context) ->
     from_metadata = False
     if named is not None:
         for key, value in named.items():
-            if key in keys and key not in found and (checked := rules.coerce_id(value)) is not None:
+            if key in keys and key not in found and (checked := checks.coerce_id(value)) is not None:
                 found[key] = checked
                 from_metadata = from_metadata or key == attr.USER_ID
     if privacy._settings.hash_user_ids and (attr.USER_ID in found or attr.METADATA in found):
@@ -96,17 +96,17 @@ def _hide_users(found: dict[str, AttributeValue], parent: Context | None, curren
     metadata = found.get(attr.METADATA)
     named_users = type(metadata) is str and any(f'"{key}"' in metadata for key in attr.METADATA_USER_KEYS)
     if named_users and not marked(attr.METADATA, metadata):
-        data = rules.decode_mapping(metadata)
+        data = jsontext.decode_mapping(metadata)
         hidden = privacy.hide_metadata_users(data)
         if hidden is not data:
-            found[attr.METADATA] = rules.dumps(hidden)
+            found[attr.METADATA] = jsontext.dumps(hidden)
 
 
 def stampable(key: str, value: object) -> AttributeValue | None:
     """What is stamped for ``value`` found under ``key`` in a Context, or ``None`` for nothing.
 
     The input rules, applied quietly to whatever another library (or a scope) wrote:
-    ids as :func:`~spanstamp.rules.coerce_id` takes them, tags a list of non-blank str,
+    ids as :func:`~spanstamp.checks.coerce_id` takes them, tags a list of non-blank str,
     metadata and templates a str; text that cannot be encoded as UTF-8 is left out.
     Never raises::
 
@@ -117,8 +117,8 @@ def stampable(key: str, value: object) -> AttributeValue | None:
         # What the scopes write, checked already: taken as it is, at the cost of the
         # tests that show it is still clean (a stripped id within the cap, non-blank text).
         if key in attr.ID_ATTRIBUTES:
-            clean = 0 < len(value) <= rules._settings.max_id_length and value.strip() is value
-            return value if clean else rules.coerce_id(value)
+            clean = 0 < len(value) <= rules.settings.max_id_length and value.strip() is value
+            return value if clean else checks.coerce_id(value)
         return value if value and (key != attr.PROMPT_TEMPLATE or not value.isspace()) else None
     try:
         return _stampable(key, value)
@@ -130,17 +130,17 @@ def _stampable(key: str, value: object) -> AttributeValue | None:
     if value is None:
         return None
     if key in attr.ID_ATTRIBUTES:
-        return rules.coerce_id(value)
+        return checks.coerce_id(value)
     if key == attr.TAG_TAGS:
         return _tags(value)
-    text = rules.coerce_text(value)
-    if text is None or not text.strip() or not rules.encodable(text):
+    text = jsontext.coerce_text(value)
+    if text is None or not text.strip() or not jsontext.encodable(text):
         return None
     return text
 
 
 def _tags(value: object) -> list[str] | None:
-    if type(value) is rules.Tags:
+    if type(value) is checks.Tags:
         return value  # the scopes' own list, checked already
     if not isinstance(value, (list, tuple)):
         return None
@@ -149,11 +149,11 @@ def _tags(value: object) -> list[str] | None:
 
 
 def _tag(tag: object) -> str | None:
-    text = rules.coerce_text(tag)
+    text = jsontext.coerce_text(tag)
     if text is None:
         return None
     text = text.strip()
-    return text if text and rules.encodable(text) else None
+    return text if text and jsontext.encodable(text) else None
 
 
 def _current() -> Context:

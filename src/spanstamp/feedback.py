@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan
 
 from spanstamp import attributes as attr
-from spanstamp import phoenix_annotations, rules, task_ids
+from spanstamp import checks, phoenix_annotations, rules, task_ids
 from spanstamp._runtime import get_current
 from spanstamp.scopes import SESSION, USER, IdValue, Scope
 from spanstamp.turn_values import MAX_EXPLANATION, check_score, check_text
@@ -57,7 +57,7 @@ def feedback(
 
         feedback(t.id, score=1, label="thumbs_up", explanation="answered my question")
     """
-    checked_id = rules.check_id(task_id, "feedback(task_id)")
+    checked_id = checks.check_id(task_id, "feedback(task_id)")
     checked_name = check_text(name, "feedback(name)")
     result: dict[str, Any] = {}
     if (value := check_score(score, "feedback(score)")) is not None:

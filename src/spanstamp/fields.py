@@ -17,7 +17,7 @@ from typing import Any, Final, cast
 from opentelemetry.context import Context
 
 from spanstamp import attributes as attr
-from spanstamp import privacy, rules
+from spanstamp import checks, jsontext, privacy
 from spanstamp.context import stampable
 
 #: What a scope sets on top of the outer Context, by key.
@@ -30,27 +30,27 @@ Changes = dict[str, object]
 # (ours and OpenInference's) treats a ``None`` value as absent.
 
 
-def _hide_metadata(value: rules.JsonObject, where: str) -> rules.JsonObject | None:
+def _hide_metadata(value: jsontext.JsonObject, where: str) -> jsontext.JsonObject | None:
     hidden = privacy.hide_metadata_users(value.data, where)
-    return value if hidden is value.data else (rules.JsonObject(hidden) if hidden else None)
+    return value if hidden is value.data else (jsontext.JsonObject(hidden) if hidden else None)
 
 
 def _merge_metadata(changes: Changes, outer: Context, value: Any) -> None:
     # Nested metadata merges key by key, the inner scope winning.
     outer_text = outer.get(attr.METADATA)
-    merged = rules.decode_mapping(outer_text) if outer_text is not None else {}
+    merged = jsontext.decode_mapping(outer_text) if outer_text is not None else {}
     hashing = _privacy.hash_user_ids
     if merged and hashing and outer.get(_PSEUDONYMOUS_METADATA) is not outer_text:
         # Another library's metadata (or ours from before hashing was on) may name a raw user.
         merged = privacy.hide_metadata_users(merged)
     data = {**merged, **value.data} if merged else value.data
-    text = changes[attr.METADATA] = rules.dumps(data) if merged else value.text
+    text = changes[attr.METADATA] = jsontext.dumps(data) if merged else value.text
     if hashing:
         changes[_PSEUDONYMOUS_METADATA] = text
     # Ids the metadata names (``session_id``, ``user_id``, ...) wait under private keys;
     # the readers use them only where no scope sets the id itself.
     for key, names in _NAMED_IDS:
-        named = next((found for name in names if (found := rules.coerce_id(data.get(name))) is not None), None)
+        named = next((found for name in names if (found := checks.coerce_id(data.get(name))) is not None), None)
         if named is not None:
             changes[key] = named
             if hashing and key == attr.USER_FROM_METADATA:
@@ -69,7 +69,7 @@ def _add_tags(changes: Changes, outer: Context, value: Any) -> None:
         # Outer tags may be another library's: held to the rules as any reader takes them.
         clean = stampable(attr.TAG_TAGS, outer_tags)
         if isinstance(clean, list):
-            value = rules.Tags(dict.fromkeys([*clean, *value]))
+            value = checks.Tags(dict.fromkeys([*clean, *value]))
     changes[attr.TAG_TAGS] = value
 
 
@@ -139,14 +139,14 @@ class Field:
         return checked
 
 
-SESSION: Final = Field(rules.check_id, key=attr.SESSION_ID)
-USER: Final = Field(rules.check_id, key=attr.USER_ID, hide=privacy.hide_user_id)
-METADATA: Final = Field(rules.check_mapping, _merge_metadata, static=False, hide=_hide_metadata)
-TAGS: Final = Field(rules.check_tags, _add_tags, static=False)
-TEMPLATE: Final = Field(rules.check_template, _set_template)
+SESSION: Final = Field(checks.check_id, key=attr.SESSION_ID)
+USER: Final = Field(checks.check_id, key=attr.USER_ID, hide=privacy.hide_user_id)
+METADATA: Final = Field(checks.check_mapping, _merge_metadata, static=False, hide=_hide_metadata)
+TAGS: Final = Field(checks.check_tags, _add_tags, static=False)
+TEMPLATE: Final = Field(checks.check_template, _set_template)
 # A version or variables without their template would be read as describing an outer
 # template they do not belong to. The template is applied first, as it hides them.
-VERSION: Final = Field(rules.check_id, key=attr.PROMPT_TEMPLATE_VERSION, requires=TEMPLATE)
-VARIABLES: Final = Field(rules.check_mapping, _set_variables, requires=TEMPLATE)
+VERSION: Final = Field(checks.check_id, key=attr.PROMPT_TEMPLATE_VERSION, requires=TEMPLATE)
+VARIABLES: Final = Field(checks.check_mapping, _set_variables, requires=TEMPLATE)
 
 _NO_CONTEXT: Final = Context()

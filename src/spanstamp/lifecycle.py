@@ -19,7 +19,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 
 from spanstamp import attributes as attr
-from spanstamp import phoenix_annotations, rules, task_ids
+from spanstamp import checks, phoenix_annotations, rules, task_ids
 from spanstamp._runtime import attach, detach
 from spanstamp.context import new_session_id
 from spanstamp.scopes import SESSION, USER, IdValue, Scope, from_arg
@@ -41,10 +41,10 @@ class Session(Scope):
     __slots__ = ("_start_lock", "_start_pending", "id", "previous_id")
 
     def __init__(self, session_id: IdValue, user_id: IdValue, previous_id: str | int | None) -> None:
-        given = session_id if type(session_id) is from_arg else rules.check_id(session_id, "session(session_id)")
+        given = session_id if type(session_id) is from_arg else checks.check_id(session_id, "session(session_id)")
         fresh = given is None
         chosen: Any = new_session_id() if fresh else given
-        previous = rules.check_id(previous_id, "session(previous_id)")
+        previous = checks.check_id(previous_id, "session(previous_id)")
         if previous is not None and previous == chosen:
             rules.reject("session(previous_id)", "is the session's own id (a continuation has a new id)")
             previous = None
@@ -94,7 +94,7 @@ def end_session(session_id: str | int, *, reason: str | None = None) -> None:
 
     end_session(conversation_id, reason="user_closed_chat")
     """
-    checked = rules.check_id(session_id, "end_session(session_id)")
+    checked = checks.check_id(session_id, "end_session(session_id)")
     why = check_text(reason, "end_session(reason)")
     if checked is None:
         return

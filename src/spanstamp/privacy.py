@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from spanstamp import attributes as attr
-from spanstamp import rules
+from spanstamp import checks, rules
 
 USER_ID_KEY_ENV: Final = "SPANSTAMP_USER_ID_KEY"
 HASH_USER_IDS_ENV: Final = "SPANSTAMP_HASH_USER_IDS"
@@ -246,7 +246,7 @@ def hide_metadata_users(data: dict[str, Any], where: str | None = None) -> dict[
     for key in attr.METADATA_USER_KEYS:
         if key not in hidden:
             continue
-        user = rules.coerce_id(hidden[key])
+        user = checks.coerce_id(hidden[key])
         if user is None or pseudonymizer is None:
             del hidden[key]
             if pseudonymizer is None and where is not None:

@@ -25,9 +25,9 @@ from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
 from spanstamp._spans import copy_with
 from spanstamp.context import collect, stampable
+from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
 from spanstamp.integrations import langchain_models as _langchain_models
-from spanstamp.hooks import add_entered_hook
 
 # Read on every span: whether user ids must be hashed as they are read (the general path).
 _privacy: Final = privacy._settings

@@ -18,7 +18,7 @@ from typing import Any, Final
 from opentelemetry.context import Context
 
 from spanstamp import attributes as attr
-from spanstamp import rules
+from spanstamp import checks, rules
 
 TEXT: Final = "text/plain"
 JSON: Final = "application/json"
@@ -62,7 +62,7 @@ def json_text(value: object, where: str) -> str | None:
     if isinstance(value, Mapping) and not value:
         return "{}"
     # The input gate's own JSON rules (str keys, NaN as "nan", str() for the rest).
-    checked = rules.check_mapping({"value": value}, where)
+    checked = checks.check_mapping({"value": value}, where)
     return None if checked is None else json.dumps(checked.data["value"], ensure_ascii=False, allow_nan=False)
 
 
@@ -129,7 +129,7 @@ def special_metadata(context: Context) -> dict[str, Any]:
             found[attr.GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps(
                 [{"type": "text", "content": prompt}], ensure_ascii=False
             )
-        version = rules.coerce_id(data.get(attr.METADATA_VERSION_KEY))
+        version = checks.coerce_id(data.get(attr.METADATA_VERSION_KEY))
         if version is not None:
             found[attr.SERVICE_VERSION] = version
     return found

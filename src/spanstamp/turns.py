@@ -25,7 +25,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
 from spanstamp import attributes as attr
-from spanstamp import rules, task_ids
+from spanstamp import checks, rules, task_ids
 from spanstamp._runtime import attach, detach, get_current
 from spanstamp.calls import ScopedFunction, arg_reader, create_in, scoped_async_generator, scoped_generator
 from spanstamp.scopes import METADATA, SESSION, TAGS, USER, IdValue, MappingValue, Scope, from_arg
@@ -67,7 +67,7 @@ class Task:
         self._scope = scope
         self._input: Any = input if type(input) is from_arg else io_value(input, "task(input)")
         self._raw_input: Any = raw_input if type(raw_input) is from_arg else json_text(raw_input, "task(raw_input)")
-        self._task_id: Any = task_id if type(task_id) is from_arg else rules.check_id(task_id, "task(task_id)")
+        self._task_id: Any = task_id if type(task_id) is from_arg else checks.check_id(task_id, "task(task_id)")
         self._from_call = any(type(value) is from_arg for value in (input, raw_input, task_id))
         self._last: TaskRun | None = None
 
@@ -187,7 +187,7 @@ class Task:
         fields = (
             ("input", self._input, io_value),
             ("raw_input", self._raw_input, json_text),
-            ("task_id", self._task_id, rules.check_id),
+            ("task_id", self._task_id, checks.check_id),
         )
         readers = [
             (where, arg_reader(spec, func, where), check)

@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp.rules import coerce_id
+from spanstamp.checks import coerce_id
 
 #: The module that holds LangChain's run config; until it is imported there is no run.
 CONFIG_MODULE: Final = "langchain_core.runnables.config"
