@@ -81,3 +81,32 @@ def copy_with(span: ReadableSpan, added: Mapping[str, AttributeValue], *, evicte
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def overwritten(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...]) -> bool:
+    """Whether a final id on ``span`` now holds another value than the one stamped."""
+    attributes = span.attributes or {}
+    return any(key in attributes and attributes[key] != found[key] for key in final)
+
+
+def restore(
+    span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...] = (), *, evicted: bool = True
+) -> ReadableSpan:
+    """A copy of ``span`` with the stamped values that the count limit evicted put back.
+
+    The ``final`` keys also get their stamped value back where it was overwritten.
+    ``evicted=False``: the missing keys were never on the span, so the SDK did not count
+    them as dropped. To stay within the limit, the oldest other attributes make room, as
+    the SDK would.
+    """
+    current = getattr(span, "_attributes", None)
+    if not isinstance(current, BoundedAttributes):
+        return span
+    missing = {
+        key: value for key, value in found.items() if key not in current or (key in final and current[key] != value)
+    }
+    if not missing:
+        return span
+    # Only evicted keys came back; an overwritten or new one was never counted as dropped.
+    back = sum(1 for key in missing if key not in current) if evicted else 0
+    return copy_with(span, missing, evicted=back)

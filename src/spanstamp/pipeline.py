@@ -10,8 +10,8 @@ import inspect
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context, attach, create_key, detach, get_value, set_value
@@ -24,6 +24,7 @@ from spanstamp import rules
 from spanstamp.batching import exporting_processor
 from spanstamp.exporting import select_exporters
 from spanstamp.instrumenting import instrument_installed
+from spanstamp.options import ProcessorOptions
 from spanstamp.processor import SessionSpanProcessor
 
 if TYPE_CHECKING:
@@ -32,22 +33,6 @@ if TYPE_CHECKING:
 _installed: weakref.WeakKeyDictionary[TracerProvider, SessionSpanProcessor] = weakref.WeakKeyDictionary()
 _install_lock: Final = threading.Lock()
 _POOL_PROBE_KEY: Final = create_key("spanstamp-pool-probe")
-
-
-class ProcessorOptions(TypedDict, total=False):
-    """The :class:`SessionSpanProcessor` options that ``install()`` and ``configure()`` pass on.
-
-    install(provider, attributes=["session.id", "user.id"])
-    """
-
-    attributes: Iterable[str] | None
-    gen_ai_conversation_id: bool | None
-    stamp_local_root: bool | None
-    openai_user_ids: bool | None
-    trust_baggage: bool | Iterable[str] | None
-    baggage_max_length: int | None
-    hash_user_ids: bool | str | bytes | None
-    fill_traces: bool | None
 
 
 def install(tracer_provider: Any = None, **options: Unpack[ProcessorOptions]) -> SessionSpanProcessor:

@@ -13,21 +13,26 @@ import weakref
 from collections.abc import Iterable
 from typing import Final
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp import privacy, propagation, rules, tracefill
+from spanstamp import options, privacy, propagation, rules, tracefill
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
-from spanstamp._spans import copy_with
+from spanstamp._spans import overwritten, restore
 from spanstamp.context import collect, stampable
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
 from spanstamp.integrations import langchain_models as _langchain_models
+from spanstamp.options import (
+    ATTRIBUTES_ENV,
+    GEN_AI_CONVERSATION_ID_ENV,
+    OPENAI_USER_IDS_ENV,
+    STAMP_LOCAL_ROOT_ENV,
+)
 
 # Read on every span: whether user ids must be hashed as they are read (the general path).
 _privacy: Final = privacy._settings
@@ -41,13 +46,6 @@ _MAX_GUARDED_BYTES: Final = 16 * 1024 * 1024
 _MODULES: Final = sys.modules
 _LANGCHAIN: Final = _langchain.CONFIG_MODULE
 _EMPTY: Final = Context()
-
-
-ATTRIBUTES_ENV: Final = "SPANSTAMP_ATTRIBUTES"
-GEN_AI_CONVERSATION_ID_ENV: Final = "SPANSTAMP_GEN_AI_CONVERSATION_ID"
-STAMP_LOCAL_ROOT_ENV: Final = "SPANSTAMP_STAMP_LOCAL_ROOT"
-OPENAI_USER_IDS_ENV: Final = "SPANSTAMP_OPENAI_USER_IDS"
-BAGGAGE_MAX_LENGTH_ENV: Final = "SPANSTAMP_BAGGAGE_MAX_LENGTH"
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -97,9 +95,9 @@ class SessionSpanProcessor(SpanProcessor):
     ) -> None:
         if attributes is None:
             listed = rules.env_list(ATTRIBUTES_ENV)
-            keys = attr.CONTEXT_ATTRIBUTES if listed is None else self._known(listed, ATTRIBUTES_ENV)
+            keys = attr.CONTEXT_ATTRIBUTES if listed is None else options.known_attributes(listed, ATTRIBUTES_ENV)
         else:
-            keys = self._known(attributes, "SessionSpanProcessor(attributes)")
+            keys = options.known_attributes(attributes, "SessionSpanProcessor(attributes)")
         self._keys: tuple[str, ...] = keys
         self._key_set = frozenset(keys)
         # What marks a context as worth reading: the keys, and the private keys under
@@ -120,8 +118,8 @@ class SessionSpanProcessor(SpanProcessor):
         # LangChain run spans, by span id, and the ids their body's spans got from the run.
         self._runs: dict[int, dict[str, AttributeValue]] = {}
         self._failed = False
-        self._hash_user_ids = self._hashing(hash_user_ids)
-        self._trusted, self._baggage_cap = self._trust(trust_baggage, baggage_max_length)
+        self._hash_user_ids = options.apply_hashing(hash_user_ids)
+        self._trusted, self._baggage_cap = options.trusted_baggage(trust_baggage, baggage_max_length, self._key_set)
         # Everything beyond plain stamping goes through one slower path, taken only
         # when one of these options is on.
         self._more = bool(self._conversation or self._trusted)
@@ -147,74 +145,6 @@ class SessionSpanProcessor(SpanProcessor):
         _langchain_models.watch()
         # Nothing to add, keep or track per span: stamp straight from the Context.
         self._direct = not self._more and self._guarded is None and self._open is None
-
-    @staticmethod
-    def _known(names: Iterable[str], where: str) -> tuple[str, ...]:
-        """The known names among ``names``; none known (all blank or unknown) keeps the default."""
-        if isinstance(names, str):
-            rules.reject(where, "expected a list of attribute names, got a single str", TypeError, "all are stamped")
-            return attr.CONTEXT_ATTRIBUTES
-        chosen = set()
-        given = 0
-        for name in names:
-            given += 1
-            if name in attr.CONTEXT_ATTRIBUTES:
-                chosen.add(name)
-            else:
-                rules.reject(
-                    where,
-                    f"unknown attribute name ({rules.describe(name)}); known: {', '.join(attr.CONTEXT_ATTRIBUTES)}",
-                )
-        if not chosen and (given or where == ATTRIBUTES_ENV):  # only an explicit [] in code means none
-            # Stamping nothing is never what a list of names meant: a typo must not
-            # silently turn the processor off.
-            rules.reject(where, "names no known attribute", outcome="all are stamped")
-            return attr.CONTEXT_ATTRIBUTES
-        return tuple(key for key in attr.CONTEXT_ATTRIBUTES if key in chosen)
-
-    @staticmethod
-    def _hashing(option: bool | str | bytes | None) -> bool:
-        """Apply the ``hash_user_ids`` option to the process-wide setting; whether this processor asked.
-
-        Hashing happens where ids enter the Context, so it holds for the whole process:
-        ``True`` (or the variable) turns it on, a key also sets the key. ``False`` only
-        means this processor does not ask; it never turns off what the process set.
-        """
-        where = "SessionSpanProcessor(hash_user_ids)"
-        if option is None:
-            option = privacy.env_hash_user_ids()
-        if option is False:
-            return False
-        if option is not True:
-            key = privacy.check_key(option, where)
-            if key is not None:
-                privacy._set_key(key)
-        privacy.configure_privacy(hash_user_ids=True)
-        if privacy._pseudonymizer() is None:
-            rules.reject(
-                where,
-                f"hashing is on but there is no key (pass one, or set {privacy.USER_ID_KEY_ENV})",
-                outcome="user ids are left out rather than stamped raw",
-            )
-        return True
-
-    def _trust(self, option: bool | Iterable[str] | None, cap: int | None) -> tuple[frozenset[str], int]:
-        """The inbound baggage keys to take (none by default) and the cap on their length."""
-        if option is None:
-            trusted = propagation.env_trusted_keys() or frozenset()
-        else:
-            trusted = propagation.trusted_keys(option, "SessionSpanProcessor(trust_baggage)")
-        if cap is None:
-            cap = rules.env_positive_int(BAGGAGE_MAX_LENGTH_ENV, rules.max_id_length())
-        elif isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-            rules.reject(
-                "SessionSpanProcessor(baggage_max_length)",
-                f"expected a positive int, got {rules.describe(cap)}",
-                TypeError,
-                "the id cap applies",
-            )
-            cap = rules.max_id_length()
-        return trusted & self._key_set, cap
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -398,8 +328,8 @@ class SessionSpanProcessor(SpanProcessor):
                     # A scope's id wins over one written later: OpenInference's LangChain
                     # tracer writes the run metadata's session at span end, which would
                     # split one run's spans between two sessions.
-                    if span.dropped_attributes or (final and _overwritten(span, found, final)):
-                        span = _restore(span, found, final)
+                    if span.dropped_attributes or (final and overwritten(span, found, final)):
+                        span = restore(span, found, final)
             except Exception:
                 self._report_failure()
         if _LANGCHAIN in _MODULES and (self._runs or _langchain.is_run_span(span)):
@@ -431,7 +361,7 @@ class SessionSpanProcessor(SpanProcessor):
             for key, value in learned.items():
                 added.setdefault(key, value)
             if added:
-                return _restore(span, added, replaced, evicted=False)
+                return restore(span, added, replaced, evicted=False)
         except Exception:
             self._report_failure()
         return span
@@ -458,32 +388,3 @@ class SessionSpanProcessor(SpanProcessor):
             rules.logger.exception("SessionSpanProcessor failed on a span; the span goes on without stamps")
         else:
             rules.logger.debug("SessionSpanProcessor failed again", exc_info=True)
-
-
-def _overwritten(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...]) -> bool:
-    """Whether a final id on ``span`` now holds another value than the one stamped."""
-    attributes = span.attributes or {}
-    return any(key in attributes and attributes[key] != found[key] for key in final)
-
-
-def _restore(
-    span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...] = (), *, evicted: bool = True
-) -> ReadableSpan:
-    """A copy of ``span`` with the stamped values that the count limit evicted put back.
-
-    The ``final`` keys also get their stamped value back where it was overwritten.
-    ``evicted=False``: the missing keys were never on the span, so the SDK did not count
-    them as dropped. To stay within the limit, the oldest other attributes make room, as
-    the SDK would.
-    """
-    current = getattr(span, "_attributes", None)
-    if not isinstance(current, BoundedAttributes):
-        return span
-    missing = {
-        key: value for key, value in found.items() if key not in current or (key in final and current[key] != value)
-    }
-    if not missing:
-        return span
-    # Only evicted keys came back; an overwritten or new one was never counted as dropped.
-    back = sum(1 for key in missing if key not in current) if evicted else 0
-    return copy_with(span, missing, evicted=back)
