@@ -106,6 +106,12 @@ def teardown(namespace: dict[str, Any]) -> None:
             owner.create = create
         propagate.set_global_textmap(state["propagator"])
         _reset_global_tracer_provider()
+        # Feedback a page gave is sent in the background to PHOENIX_COLLECTOR_ENDPOINT (the
+        # receiver here): let it go out while the receiver still listens.
+        from spanstamp import phoenix_annotations
+
+        phoenix_annotations.flush_feedback(timeout=10)
+        phoenix_annotations.reset_phoenix()
     finally:
         os.environ.clear()
         os.environ.update(state["environ"])
