@@ -153,3 +153,25 @@ def test_a_lone_surrogate_never_reaches_the_context_or_the_baggage_header() -> N
             spanstamp.using_session(lone)
     finally:
         propagation.load_environment()
+
+
+@pytest.mark.usefixtures("hashing")
+def test_in_configures_pipeline_a_user_id_written_after_the_start_is_hashed_before_export() -> None:
+    # An instrumentor (OpenInference's LangChain tracer, say) may write user.id or metadata
+    # itself at span end; only what the processor stamped is sure to be a pseudonym.
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = spanstamp.configure(exporter=exporter, batch=False, set_global=False)
+    tracer = provider.get_tracer("late")
+    with spanstamp.using_user(RAW), tracer.start_as_current_span("ours"):
+        pass
+    with tracer.start_as_current_span("written late") as span:
+        span.set_attribute("user.id", RAW)
+        span.set_attribute("metadata", json.dumps({"user_id": RAW, "tier": "pro"}))
+    provider.shutdown()
+    by_name = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert by_name["ours"]["user.id"] == pseudonym(RAW)  # stamped: not hashed twice
+    assert by_name["written late"]["user.id"] == pseudonym(RAW)
+    assert json.loads(by_name["written late"]["metadata"]) == {"user_id": pseudonym(RAW), "tier": "pro"}
+    assert RAW not in repr(by_name)

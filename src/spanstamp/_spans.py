@@ -8,7 +8,7 @@ copy keeps the SDK's attribute limits and every dropped count::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
@@ -28,14 +28,16 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, AttributeValue]:
     return span.attributes or {}
 
 
-def copy_with(span: ReadableSpan, added: Mapping[str, AttributeValue], *, evicted: int = 0) -> ReadableSpan:
+def copy_with(
+    span: ReadableSpan, added: Mapping[str, AttributeValue], *, evicted: int = 0, removed: Collection[str] = ()
+) -> ReadableSpan:
     """A copy of ``span`` carrying ``added`` first, then its own attributes.
 
     A key in ``added`` that the span has takes the value from ``added`` (a scope's id put
     back where something overwrote it). Within the span's attribute count limit the
     oldest of its own attributes make room, as the SDK would, and count as dropped.
     ``evicted`` says how many of ``added`` the limit had already dropped: they leave the
-    dropped count again::
+    dropped count again. ``removed`` keys are left out of the copy::
 
         restored = copy_with(span, {"session.id": "s-1"}, evicted=1)
     """
@@ -47,8 +49,8 @@ def copy_with(span: ReadableSpan, added: Mapping[str, AttributeValue], *, evicte
     else:
         maxlen, max_value_len, dropped = None, None, 0
     own = attributes_of(span)
-    if any(key in own for key in added):
-        own = {key: value for key, value in own.items() if key not in added}
+    if removed or any(key in own for key in added):
+        own = {key: value for key, value in own.items() if key not in added and key not in removed}
     overflow = 0 if maxlen is None else max(0, len(own) + len(added) - maxlen)
     merged = {**added, **(dict(list(own.items())[overflow:]) if overflow else own)}
     dropped += overflow - evicted

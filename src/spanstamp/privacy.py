@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from spanstamp import attributes as attr
-from spanstamp import checks, rules
+from spanstamp import checks, jsontext, rules
 
 USER_ID_KEY_ENV: Final = "SPANSTAMP_USER_ID_KEY"
 HASH_USER_IDS_ENV: Final = "SPANSTAMP_HASH_USER_IDS"
@@ -232,20 +232,20 @@ def hide_user_id(user_id: str, where: str) -> str | None:
     return pseudonymizer(user_id)
 
 
-def hide_metadata_users(data: dict[str, Any], where: str | None = None) -> dict[str, Any]:
+def hide_metadata_users(data: dict[str, Any], where: str | None = None, *, keep: object = None) -> dict[str, Any]:
     """``data`` with the user ids it names (``user_id``) as pseudonyms; without a key, or
-    for an invalid id, the entry is left out. ``where`` names the argument in a warning
-    (``None``: quietly, for values another library wrote)::
+    for an invalid id, the entry is left out. A value equal to ``keep`` (a pseudonym
+    already) stays. ``where`` names the argument in a warning (``None``: quietly, for
+    values another library wrote)::
 
         hide_metadata_users({"user_id": "ada", "tier": "pro"})  # -> {"user_id": "<hex>", "tier": "pro"}
     """
-    if not any(key in data for key in attr.METADATA_USER_KEYS):
+    names = [key for key in attr.METADATA_USER_KEYS if key in data and (keep is None or data[key] != keep)]
+    if not names:
         return data
     pseudonymizer = _pseudonymizer()
     hidden = dict(data)
-    for key in attr.METADATA_USER_KEYS:
-        if key not in hidden:
-            continue
+    for key in names:
         user = checks.coerce_id(hidden[key])
         if user is None or pseudonymizer is None:
             del hidden[key]
@@ -257,3 +257,29 @@ def hide_metadata_users(data: dict[str, Any], where: str | None = None) -> dict[
 
 
 _settings.hash_user_ids = env_hash_user_ids()
+
+
+def hide_found_user(user: object) -> str | None:
+    """The pseudonym of a user id found where no scope put it (an instrumentor wrote it), quietly.
+
+    ``None`` when it is no valid id or there is no key: it is then left out::
+
+        hide_found_user("ada@example.com")  # -> 64 hex characters
+    """
+    text = checks.coerce_id(user)
+    pseudonymizer = _pseudonymizer()
+    return None if text is None or pseudonymizer is None else pseudonymizer(text)
+
+
+def hide_metadata_text(text: str, *, keep: object = None) -> str:
+    """Metadata JSON with the user ids it names hashed (a value equal to ``keep`` stays).
+
+    ``text`` itself when it names no user id to hash, or is not JSON::
+
+        hide_metadata_text('{"user_id": "ada"}')  # -> '{"user_id": "<64 hex>"}'
+    """
+    if not any(f'"{key}"' in text for key in attr.METADATA_USER_KEYS):
+        return text
+    data = jsontext.decode_mapping(text)
+    hidden = hide_metadata_users(data, keep=keep)
+    return text if hidden is data else jsontext.dumps(hidden)

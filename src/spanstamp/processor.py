@@ -22,7 +22,7 @@ from spanstamp import attributes as attr
 from spanstamp import options, privacy, propagation, rules, tracefill
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
-from spanstamp._spans import overwritten, restore
+from spanstamp._spans import attributes_of, copy_with, overwritten, restore
 from spanstamp.context import collect, stampable
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
@@ -319,12 +319,14 @@ class SessionSpanProcessor(SpanProcessor):
         if downstream is None:  # stamping alone has nothing to do at the end
             return
         final: tuple[str, ...] = ()
+        stamped: dict[str, AttributeValue] = {}
         if self._guarded:
             try:
                 context = span.context
                 entry = self._guarded.pop(context.span_id) if context is not None else None
                 if entry is not None:
                     found, final = entry
+                    stamped = found
                     # A scope's id wins over one written later: OpenInference's LangChain
                     # tracer writes the run metadata's session at span end, which would
                     # split one run's spans between two sessions.
@@ -333,17 +335,50 @@ class SessionSpanProcessor(SpanProcessor):
             except Exception:
                 self._report_failure()
         if _LANGCHAIN in _MODULES and (self._runs or _langchain.is_run_span(span)):
-            span = self._end_run_span(span, final)
+            span, added = self._end_run_span(span, final)
+            stamped = {**stamped, **added}
+        if _privacy.hash_user_ids:
+            span = self._hide_late_users(span, stamped)
         downstream.on_end(span)
 
-    def _end_run_span(self, span: ReadableSpan, final: tuple[str, ...]) -> ReadableSpan:
+    def _hide_late_users(self, span: ReadableSpan, stamped: dict[str, AttributeValue]) -> ReadableSpan:
+        # With hashing on, a user id an instrumentor wrote itself (OpenInference's LangChain
+        # tracer copies a run's raw metadata, user_id included, at span end) is hashed here,
+        # before the exporter sees it: only what this processor stamped is a pseudonym for sure.
+        try:
+            attributes = attributes_of(span)
+            changes: dict[str, AttributeValue] = {}
+            removed: list[str] = []
+            ours = stamped.get(attr.USER_ID)
+            user = attributes.get(attr.USER_ID)
+            if user is not None and user != ours:
+                hidden = privacy.hide_found_user(user)
+                if hidden is None:
+                    removed.append(attr.USER_ID)
+                else:
+                    changes[attr.USER_ID] = hidden
+            metadata = attributes.get(attr.METADATA)
+            if isinstance(metadata, str) and metadata != stamped.get(attr.METADATA):
+                text = privacy.hide_metadata_text(metadata, keep=ours)
+                if text is not metadata:
+                    changes[attr.METADATA] = text
+            if changes or removed:
+                return copy_with(span, changes, removed=removed)
+        except Exception:
+            self._report_failure()
+        return span
+
+    def _end_run_span(
+        self, span: ReadableSpan, final: tuple[str, ...]
+    ) -> tuple[ReadableSpan, dict[str, AttributeValue]]:
         # A LangChain run's own span starts before LangChain sets the run's config: it
         # gets the ids its run's metadata names, read as its body's spans read them, and
         # those its body's spans got, where it lacks them (integrations/langchain.py).
+        # Returns the span and the ids it got.
         try:
             ended = _langchain.ended_run(self._runs, span, final)
             if ended is None:
-                return span
+                return span, {}
             named, learned = ended
             present = span.attributes or {}
             replaced = tuple(key for key in named if key in present)
@@ -361,10 +396,10 @@ class SessionSpanProcessor(SpanProcessor):
             for key, value in learned.items():
                 added.setdefault(key, value)
             if added:
-                return restore(span, added, replaced, evicted=False)
+                return restore(span, added, replaced, evicted=False), added
         except Exception:
             self._report_failure()
-        return span
+        return span, {}
 
     def shutdown(self) -> None:
         """Release what this processor holds and shut its downstream processor down."""
