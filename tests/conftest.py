@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +49,26 @@ def _fresh_rules() -> Iterator[None]:
     from spanstamp import privacy
 
     privacy.load_environment()
+
+
+# --- No outside OTEL_* / SPANSTAMP_* settings ---------------------------------------------
+# For modules whose pipelines read the environment (configure(), the exporters): only the
+# variables a test sets may steer them, and the rules start and end lenient with a fresh
+# warning rate limiter. Modules take it with ``pytestmark = pytest.mark.usefixtures(...)``.
+
+
+@pytest.fixture
+def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from spanstamp import rules
+
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "SPANSTAMP_")):
+            monkeypatch.delenv(name)
+    rules.configure_rules(strict=False)
+    rules.forget_warnings()
+    yield
+    rules.configure_rules(strict=False)
+    rules.forget_warnings()
 
 
 # --- The global tracer provider (task(), feedback(), session events) ----------------------

@@ -13,9 +13,6 @@ import the fixture by name. Importing it skips the importing test module when th
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -27,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from processes import stop
+import servers
 
 # The server package, not just ``phoenix``: arize-phoenix-otel (in the test extra) makes
 # ``phoenix`` importable as a namespace package without the server. Some of Phoenix's own
@@ -50,42 +47,15 @@ query ($name: String!) {
 WAIT_S = 60.0
 
 
-def _free_ports(count: int) -> list[int]:
-    # Held open together, so the ports differ; released just before Phoenix binds them.
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def clean_env() -> dict[str, str]:
     """This process's environment without variables that would point Phoenix, OTLP or OpenAI elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_", "OPENAI_"))}
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180  # the first start creates and migrates the database
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"Phoenix exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"Phoenix was not ready in time:\n{log.read_text()[-3000:]}")
+    return servers.clean_env("PHOENIX_", "OTEL_", "OPENAI_")
 
 
 @pytest.fixture
 def phoenix_url(tmp_path: Path) -> Iterator[str]:
     """A real Phoenix server on 127.0.0.1, stopped at teardown; yields its base URL."""
-    http_port, grpc_port = _free_ports(2)
+    http_port, grpc_port = servers.free_ports(2)
     env = clean_env() | {
         "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"),
         "PHOENIX_HOST": "127.0.0.1",
@@ -96,17 +66,15 @@ def phoenix_url(tmp_path: Path) -> Iterator[str]:
         "PHOENIX_TELEMETRY_ENABLED": "false",
         "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
     }
-    log = tmp_path / "phoenix.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "phoenix.server.main", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-        try:
-            url = f"http://127.0.0.1:{http_port}"
-            _wait_until_ready(url, process, log)
-            yield url
-        finally:
-            stop(process)
+    url = f"http://127.0.0.1:{http_port}"
+    with servers.server_process(
+        [sys.executable, "-m", "phoenix.server.main", "serve"],
+        env=env,
+        log=tmp_path / "phoenix.log",
+        ready_url=f"{url}/readyz",
+        name="Phoenix",
+    ):
+        yield url
 
 
 def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from spanstamp import carry_context, current_session_id, using_attributes, using_session, using_user
 from support import Tracing
+from threads import run_in_threads
 
 
 def _ids_by_span(tracing: Tracing, prefix: str) -> dict[str, tuple[object, object]]:
@@ -67,26 +68,18 @@ def test_one_scope_object_shared_by_threads_and_tasks_at_once() -> None:
     tracing = Tracing()
     shared = using_session("shared")
     barrier = threading.Barrier(16)
-    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        try:
-            for i in range(50):
-                with shared:
-                    if i == 0:
-                        barrier.wait()
-                    with shared:  # re-entered, nested with itself
-                        tracing.record(f"shared-{n}-{i}")
-                    assert current_session_id() == "shared"
-                assert current_session_id() is None
-        except BaseException as exc:
-            errors.append(exc)
+        for i in range(50):
+            with shared:
+                if i == 0:
+                    barrier.wait()
+                with shared:  # re-entered, nested with itself
+                    tracing.record(f"shared-{n}-{i}")
+                assert current_session_id() == "shared"
+            assert current_session_id() is None
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(worker, range(16))
 
     async def task(n: int) -> None:
         async with shared:

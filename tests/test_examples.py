@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from chatbot_run import run_chatbot, sessions_by_user
 from otlp_receiver import OtlpHttpReceiver
+from servers import clean_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The last message of each conversation in examples/chatbot.py.
@@ -49,20 +50,11 @@ def test_existing_pipeline_gets_stamping_from_one_line() -> None:
 
 def test_chatbot_sends_two_sessions_of_chat_turns_over_otlp(http_receiver: OtlpHttpReceiver) -> None:
     # As in the README's Phoenix section, but exporting to the test's receiver; the LLM is the stub.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "PHOENIX_"))}
+    env = clean_env("OTEL_", "OPENAI_", "PHOENIX_")
     env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": http_receiver.url, "PHOENIX_PROJECT_NAME": "chatbot-test"}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "chatbot.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=EXAMPLES.parent,
-        env=env,
-    )
+    result = run_chatbot(env)
     assert result.returncode == 0, result.stderr
-    users = {
-        user: session for session, user in re.findall(r"^session (\S+) user (\S+): \d+ turns$", result.stdout, re.M)
-    }
+    users = sessions_by_user(result.stdout)
     assert sorted(users) == ["ada", "grace"]
     assert users["ada"] != users["grace"]
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
@@ -22,7 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import spanstamp
 from otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver, ReceivedSpan, decode_any_value
-from spanstamp import rules, using_attributes, using_metadata, using_session, using_tags, using_user
+from spanstamp import using_attributes, using_metadata, using_session, using_tags, using_user
 
 HTTP = "http/protobuf"
 GRPC = "grpc"
@@ -32,18 +30,8 @@ STAMPED = ("session.id", "user.id", "metadata", "tag.tags", "gen_ai.conversation
 Receiver = OtlpHttpReceiver | OtlpGrpcReceiver
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # No OTEL_* variable from the outside may steer these pipelines, and the rules
-    # start lenient with a fresh warning rate limiter.
-    for name in list(os.environ):
-        if name.startswith(("OTEL_", "SPANSTAMP_")):
-            monkeypatch.delenv(name)
-    rules.configure_rules(strict=False)
-    rules.forget_warnings()
-    yield
-    rules.configure_rules(strict=False)
-    rules.forget_warnings()
+# Only the variables a test sets may steer its pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("no_outside_settings")
 
 
 def _receiver(protocol: str, request: pytest.FixtureRequest) -> tuple[Receiver, str]:

@@ -18,20 +18,18 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import servers
+from chatbot_run import run_chatbot, sessions_by_user
 from spanstamp.attributes import SESSION_ID, USER_ID
 
 # The full distribution, not just the ``mlflow`` module: mlflow-skinny and mlflow-tracing
@@ -44,7 +42,6 @@ except importlib.metadata.PackageNotFoundError:
 
 pytestmark = pytest.mark.mlflow_e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = "spanstamp-e2e"
 # The example's script (examples/chatbot.py): turns per user, one trace per turn.
 EXPECTED_TURNS = {"ada": 3, "grace": 4}
@@ -54,20 +51,12 @@ USER_KEY = "mlflow.trace.user"
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _clean_env() -> dict[str, str]:
     """This process's environment without variables that would point MLflow, OTLP or OpenAI elsewhere.
 
     Without SPANSTAMP_* too: a developer's settings (hashed user ids, say) would change the ids.
     """
-    prefixes = ("MLFLOW_", "OTEL_", "OPENAI_", "SPANSTAMP_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return servers.clean_env("MLFLOW_", "OTEL_", "OPENAI_", "SPANSTAMP_")
 
 
 def _stop_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -89,25 +78,10 @@ def _stop_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     process.wait()
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180  # the first start creates and migrates the database
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"mlflow server was not ready in time:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def mlflow_url(tmp_path: Path) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1, stopped at teardown; yields its base URL."""
-    port = _free_port()
+    (port,) = servers.free_ports(1)
     env = (
         _clean_env()
         | NO_TELEMETRY
@@ -131,17 +105,19 @@ def mlflow_url(tmp_path: Path) -> Iterator[str]:
         "--artifacts-destination",
         str(tmp_path / "artifacts"),
     ]
-    log = tmp_path / "mlflow.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_until_ready(url, process, log)
-            yield url
-        finally:
-            _stop_group(process)
+    url = f"http://127.0.0.1:{port}"
+    with servers.server_process(
+        command,
+        env=env,
+        log=tmp_path / "mlflow.log",
+        ready_url=f"{url}/health",
+        name="mlflow server",
+        cwd=tmp_path,
+        # Its own process group, so that _stop_group ends the workers too.
+        start_new_session=True,
+        stop_with=_stop_group,
+    ):
+        yield url
 
 
 def _client(url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -172,17 +148,10 @@ def test_the_chatbots_traces_are_found_by_session_and_by_user(mlflow_url: str, m
         # MLflow refuses OTLP requests without it (422): it names the experiment the traces go to.
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-mlflow-experiment-id={experiment_id}",
     }
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "chatbot.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env,
-    )
+    result = run_chatbot(env)
     assert result.returncode == 0, result.stderr
     assert "Failed to export" not in result.stderr, result.stderr
-    session_of = {user: sid for sid, user in re.findall(r"^session (\S+) user (\S+): \d+ turns$", result.stdout, re.M)}
+    session_of = sessions_by_user(result.stdout)
     assert sorted(session_of) == sorted(EXPECTED_TURNS)
 
     # The OTLP handler awaits the store before it answers; polling only guards a slow disk.

@@ -52,6 +52,7 @@ from spanstamp import (
     using_user,
 )
 from support import Tracing, strict_mode
+from threads import run_in_threads
 
 APPS = Path(__file__).parent / "apps"
 KEY = "k3y-for-never-crash-tests-0123456789"
@@ -572,31 +573,21 @@ def test_finding_8_the_docs_describe_the_fork_hazard_and_the_safe_pattern() -> N
 
 
 def test_finding_9_the_tables_stay_consistent_under_threads() -> None:
-    import threading
-
     provider = TracerProvider()
     processor = SessionSpanProcessor(stamp_local_root=True, downstream=SimpleSpanProcessor(InMemorySpanExporter()))
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("threads")
-    errors: list[BaseException] = []
 
     def work(number: int) -> None:
-        try:
-            with using_session(f"s-{number}"):
-                for i in range(500):
-                    with tracer.start_as_current_span("parent"):
-                        child = tracer.start_span("child")
-                        if i % 2:
-                            child.end()  # the other half is dropped without ending
-                    del child
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        with using_session(f"s-{number}"):
+            for i in range(500):
+                with tracer.start_as_current_span("parent"):
+                    child = tracer.start_span("child")
+                    if i % 2:
+                        child.end()  # the other half is dropped without ending
+                del child
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(work, range(4))
     gc.collect()
     assert not errors
     assert processor._open is not None

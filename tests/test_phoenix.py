@@ -12,11 +12,10 @@ the default run skips it; the README gives the one command that installs and run
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from chatbot_run import run_chatbot, sessions_by_user
 
 # Skips this module when arize-phoenix is not installed; the fixture is used by name.
 from phoenix_server import clean_env, phoenix_url, sessions_with, until_found  # noqa: F401
@@ -26,7 +25,6 @@ from phoenix_server import clean_env, phoenix_url, sessions_with, until_found  #
 # localhost:6006, the one a developer following the README has running.
 pytestmark = pytest.mark.phoenix_e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "spanstamp-e2e"
 # The example's script (examples/chatbot.py), as the GraphQL API must show it.
 EXPECTED = {
@@ -42,17 +40,10 @@ def test_the_chatbots_two_conversations_are_two_phoenix_sessions(phoenix_url: st
         # Phoenix's own variable: spanstamp also writes feedback as Phoenix annotations.
         "PHOENIX_COLLECTOR_ENDPOINT": phoenix_url,
     }
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "chatbot.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=env,
-    )
+    result = run_chatbot(env)
     assert result.returncode == 0, result.stderr
     assert "Failed to export" not in result.stderr, result.stderr
-    session_of = {user: sid for sid, user in re.findall(r"^session (\S+) user (\S+): \d+ turns$", result.stdout, re.M)}
+    session_of = sessions_by_user(result.stdout)
     assert sorted(session_of) == sorted(EXPECTED)
 
     # Phoenix writes received spans to its database in the background: read until all are in.

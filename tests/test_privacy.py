@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
 
 import pytest
 
 from spanstamp import privacy
 from spanstamp.privacy import USER_ID_KEY_ENV, _Pseudonymizer, check_key, pseudonymize, user_id_key
 from support import strict_mode
+from threads import run_in_threads
 
 KEY = "k3y-for-tests-0123456789abcdef0123"
 EMAIL = "ada.lovelace@example.com"
@@ -141,20 +141,12 @@ def test_the_pseudonymizer_is_safe_to_share_between_threads() -> None:
     ids = [f"user-{n}" for n in range(privacy._CACHE_SIZE + 500)]
     expected = {user_id: _reference(user_id) for user_id in ids}
     wrong: list[str] = []
-    errors: list[BaseException] = []
 
     def work(offset: int) -> None:
-        try:
-            for user_id in ids[offset:] + ids[:offset]:
-                if hashed(user_id) != expected[user_id]:
-                    wrong.append(user_id)
-        except BaseException as exc:  # reported to the test thread
-            errors.append(exc)
+        for user_id in ids[offset:] + ids[:offset]:
+            if hashed(user_id) != expected[user_id]:
+                wrong.append(user_id)
 
-    threads = [threading.Thread(target=work, args=(n * 997,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(work, (n * 997 for n in range(4)))
     assert errors == []
     assert wrong == []

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,23 +26,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import spanstamp
 from otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver
-from spanstamp import rules, using_session
+from spanstamp import using_session
 from spanstamp.batching import batch_settings
 
 SECRET = "Bearer sk-live-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Only the variables a test sets may steer its pipeline.
-    for name in list(os.environ):
-        if name.startswith(("OTEL_", "SPANSTAMP_")):
-            monkeypatch.delenv(name)
-    rules.configure_rules(strict=False)
-    rules.forget_warnings()
-    yield
-    rules.configure_rules(strict=False)
-    rules.forget_warnings()
+# Only the variables a test sets may steer its pipeline (conftest.py).
+pytestmark = pytest.mark.usefixtures("no_outside_settings")
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
