@@ -155,15 +155,24 @@ def test_the_chatbots_traces_are_found_by_session_and_by_user(mlflow_url: str, m
     assert sorted(session_of) == sorted(EXPECTED_TURNS)
 
     # The OTLP handler awaits the store before it answers; polling only guards a slow disk.
-    expected_traces = sum(EXPECTED_TURNS.values())
+    # Besides one trace per turn, the chatbot's session.start and session.end spans are
+    # traces of their own (each a root span whose ids sit in its event, not its attributes,
+    # so that session views do not count them as turns): two per session.
+    turn_traces = sum(EXPECTED_TURNS.values())
+    expected_traces = turn_traces + 2 * len(EXPECTED_TURNS)
     deadline = time.monotonic() + 60
-    traces = _search(client, experiment_id)
+    traces = _search(client, experiment_id, spans=True)
     while len(traces) < expected_traces and time.monotonic() < deadline:
         time.sleep(0.5)
-        traces = _search(client, experiment_id)
+        traces = _search(client, experiment_id, spans=True)
     assert len(traces) == expected_traces
+    lifecycle = [t for t in traces if t.info.trace_metadata.get(SESSION_KEY) is None]
+    assert sorted(span.name for t in lifecycle for span in t.data.spans) == sorted(
+        ["session.start", "session.end"] * len(EXPECTED_TURNS)
+    )
+    traces = [t for t in traces if t not in lifecycle]
 
-    # Every trace carries both ids, from the span attributes spanstamp stamped.
+    # Every turn's trace carries both ids, from the span attributes spanstamp stamped.
     pairs = sorted((t.info.trace_metadata.get(SESSION_KEY), t.info.trace_metadata.get(USER_KEY)) for t in traces)
     assert pairs == sorted((session_of[user], user) for user, turns in EXPECTED_TURNS.items() for _ in range(turns))
 
@@ -178,7 +187,12 @@ def test_the_chatbots_traces_are_found_by_session_and_by_user(mlflow_url: str, m
             for trace in by_session
             for span in trace.data.spans
         }
-        assert stamped == {("chat turn", session_of[user], user), ("ChatCompletion", session_of[user], user)}
+        # The last turn's trace also holds the user's feedback span, a child of the turn's.
+        assert stamped == {
+            ("chat turn", session_of[user], user),
+            ("ChatCompletion", session_of[user], user),
+            ("feedback", session_of[user], user),
+        }
 
         by_user = _search(client, experiment_id, f"metadata.`{USER_KEY}` = '{user}'")
         assert len(by_user) == turns
