@@ -23,7 +23,7 @@ from support import Tracing
 def test_parent_context_wins_and_current_fills_what_it_lacks() -> None:
     tracing = Tracing()
     with using_session("captured"):
-        captured = spanstamp.scopes.get_current()
+        captured = spanstamp.scope.get_current()
     with using_session("current"), using_user("current-user"):
         tracing.tracer.start_span("explicit", context=captured).end()
     assert tracing.attrs("explicit") == {"session.id": "captured", "user.id": "current-user"}

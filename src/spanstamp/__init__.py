@@ -4,6 +4,7 @@ with using_session(conversation_id), using_user(user_id):
     client.chat.completions.create(...)
 """
 
+from spanstamp.calls import from_arg
 from spanstamp.context import current_session_id, current_user_id, get_attributes_from_context, new_session_id
 from spanstamp.feedback import feedback
 from spanstamp.lifecycle import Session, end_session, session
@@ -14,9 +15,8 @@ from spanstamp.processor import SessionSpanProcessor
 from spanstamp.propagation import configure_propagation
 from spanstamp.rules import configure_rules
 from spanstamp.sampling import ParentBasedSessionIdRatio, SessionIdRatioBased
+from spanstamp.scope import Scope
 from spanstamp.scopes import (
-    Scope,
-    from_arg,
     using_attributes,
     using_metadata,
     using_prompt_template,

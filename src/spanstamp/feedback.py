@@ -18,7 +18,8 @@ from opentelemetry.trace import Link, NonRecordingSpan
 from spanstamp import attributes as attr
 from spanstamp import checks, phoenix_annotations, rules, task_ids
 from spanstamp._runtime import get_current
-from spanstamp.scopes import SESSION, USER, IdValue, Scope
+from spanstamp.fields import SESSION, USER, IdValue
+from spanstamp.scope import Scope
 from spanstamp.turn_values import MAX_EXPLANATION, check_score, check_text
 
 SPAN_NAME: Final = "feedback"

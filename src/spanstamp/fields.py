@@ -11,17 +11,21 @@ use these same fields::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
 from opentelemetry.context import Context
 
 from spanstamp import attributes as attr
 from spanstamp import checks, jsontext, privacy
+from spanstamp.calls import from_arg
 from spanstamp.context import stampable
 
 #: What a scope sets on top of the outer Context, by key.
 Changes = dict[str, object]
+#: What a scope's id and mapping arguments take: a value, ``None`` (nothing), or ``from_arg``.
+IdValue = str | int | from_arg | None
+MappingValue = Mapping[str, Any] | from_arg | None
 
 #
 # Ids go in as checked, under their key (``Field.key``). For the other kinds, each

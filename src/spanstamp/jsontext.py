@@ -32,7 +32,7 @@ def encodable(text: str) -> bool:
     A lone surrogate (``json.loads('"\\ud800"')``) is a valid Python str that no exporter
     or propagator can encode: OpenTelemetry's baggage propagator raises on it::
 
-        encodable("ada")  # -> True; encodable("a\ud800") -> False
+        encodable("ada")  # -> True; encodable("a\\ud800") -> False
     """
     if text.isascii():
         return True

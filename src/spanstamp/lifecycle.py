@@ -21,8 +21,10 @@ from opentelemetry.context import Context
 from spanstamp import attributes as attr
 from spanstamp import checks, phoenix_annotations, rules, task_ids
 from spanstamp._runtime import attach, detach
+from spanstamp.calls import from_arg
 from spanstamp.context import new_session_id
-from spanstamp.scopes import SESSION, USER, IdValue, Scope, from_arg
+from spanstamp.fields import SESSION, USER, IdValue
+from spanstamp.scope import Scope
 from spanstamp.turn_values import check_text
 
 _SCOPE_ARGS: Final = ((SESSION, "session(session_id)"), (USER, "session(user_id)"))

@@ -2,7 +2,7 @@
 
 The span carries what Phoenix and OpenInference read (span kind, input and output with
 their mime types) and the task id; session, user, metadata and tags are a
-:class:`~spanstamp.scopes.Scope`, so they reach every span started inside::
+:class:`~spanstamp.scope.Scope`, so they reach every span started inside::
 
     with task(input=question, session_id=sid, user_id=uid) as t:
         t.set_output(answer)
@@ -27,8 +27,9 @@ from opentelemetry.trace import Span
 from spanstamp import attributes as attr
 from spanstamp import checks, rules, task_ids
 from spanstamp._runtime import attach, detach, get_current
-from spanstamp.calls import ScopedFunction, arg_reader, create_in, scoped_async_generator, scoped_generator
-from spanstamp.scopes import METADATA, SESSION, TAGS, USER, IdValue, MappingValue, Scope, from_arg
+from spanstamp.calls import ScopedFunction, arg_reader, create_in, from_arg, scoped_async_generator, scoped_generator
+from spanstamp.fields import METADATA, SESSION, TAGS, USER, IdValue, MappingValue
+from spanstamp.scope import Scope
 from spanstamp.task_run import Chunks, TaskRun, Values
 from spanstamp.turn_values import check_kind, check_name, io_value, json_text, special_metadata
 

@@ -35,7 +35,8 @@ from opentelemetry.trace import get_current_span
 from spanstamp import attributes as attr
 from spanstamp import privacy, rules
 from spanstamp.context import current_user_id
-from spanstamp.scopes import USER, Scope
+from spanstamp.fields import USER
+from spanstamp.scope import Scope
 
 if TYPE_CHECKING:
     from spanstamp.processor import SessionSpanProcessor

@@ -1,0 +1,285 @@
+"""The scope: values put into the OpenTelemetry Context while a block or a call runs.
+
+One class, :class:`Scope`, does all the work of every ``using_*`` front (scopes.py),
+``session()`` and ``task()``: it checks each value once as it is built (fields.py), enters
+as a context manager or async context manager (one Context copy, shared safely by many
+threads and tasks, re-entrant), and decorates functions, coroutines, generators and
+methods (calls.py)::
+
+    scope = Scope("using_session", ((SESSION, "using_session(session_id)"),), ("s-1",))
+    with scope: ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from contextvars import Token
+from typing import Any, Final, TypeVar, cast
+
+from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
+from opentelemetry.context import Context
+
+from spanstamp import privacy, propagation, rules
+from spanstamp._runtime import attach, detach, get_current, try_detach
+from spanstamp.calls import ScopedFunction, arg_reader, create_in, from_arg, scoped_async_generator, scoped_generator
+from spanstamp.fields import Apply, Changes, Field
+from spanstamp.hooks import attach_entered, run_entered_hooks
+from spanstamp.hooks import registered as _entered_hooks
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_Values = Changes
+_NO_CONTEXT: Final = Context()
+# Read as a scope is built: whether user ids go in as pseudonyms.
+_privacy: Final = privacy._settings
+
+
+# The current context of an entered ``with`` scope holds its entry under this private
+# key: ``[scope, token, outer context]``. ``__exit__`` finds its own token there even when
+# one scope object is entered by many threads and tasks at once, or nested with itself.
+_ENTRY_KEY: Final = "spanstamp.scope-entry"
+
+# Read on every entry: whether baggage may need writing or clearing at all.
+_propagation: Final = propagation._settings
+
+
+def _left_in(current: Context, token: Token[Context]) -> bool:
+    """Whether ``current`` is a Context the body left behind, not one from before the entry.
+
+    When an outer scope was left first, it already restored a Context from before ours:
+    one that our entry's outer contexts lead to. Then there is nothing to undo.
+    """
+    outer = getattr(token, "old_value", None)
+    if outer is None:  # not a ContextVar token (another runtime context): cannot tell
+        return False
+    while isinstance(outer, Context):
+        if outer is current:
+            return False
+        entry = outer.get(_ENTRY_KEY)
+        outer = entry[2] if type(entry) is list else None
+    return True
+
+
+class Scope:
+    """Values to put into the OpenTelemetry Context while a block or a call runs.
+
+    Build one with ``using_session``, ``using_user``, ``using_metadata``,
+    ``using_tags``, ``using_prompt_template`` or ``using_attributes``::
+
+        with using_attributes(session_id="s-1", user_id="u-1"):
+            ...
+    """
+
+    __slots__ = ("_dynamic", "_from_call", "_last", "_name", "_plan", "_propagate", "_static")
+
+    def __init__(
+        self,
+        name: str,
+        fields: Sequence[tuple[Field, str]],
+        values: Sequence[object],
+        propagate: bool | None = None,
+    ) -> None:
+        """Check each value once against its (field, where); ``None`` values are skipped.
+
+        ``where`` names the argument in messages, e.g. ``"using_session(session_id)"``.
+        ``propagate`` (``None``: the process-wide setting) also puts the session id and
+        the pseudonymized user id into W3C baggage for downstream services.
+        """
+        if propagate is not None and not isinstance(propagate, bool):
+            rules.reject(f"{name}(propagate)", f"expected a bool, got {rules.describe(propagate)}", TypeError)
+            propagate = None
+        plan: list[tuple[Field, str, object]] = []
+        static: _Values = {}
+        dynamic: list[tuple[Apply, Any]] = []
+        from_call = False
+        index = -1
+        for value in values:
+            # A counter, not enumerate(): most arguments are None, and skipping them
+            # is most of the loop's work.
+            index += 1
+            if value is None:
+                continue
+            field, where = fields[index]
+            if field.requires is not None and not any(given is field.requires for given, _, _ in plan):
+                rules.reject(where, "given without a valid template")
+                continue
+            if type(value) is from_arg:
+                from_call = True
+            else:
+                # field.accept(), inlined: most fields have no hide step.
+                value = field.check(value, where)
+                if value is not None and field.hide is not None and _privacy.hash_user_ids:
+                    value = field.hide(value, where)
+                if value is None:
+                    continue
+                if field.key is not None:  # an id, written without a call
+                    static[field.key] = value
+                    if field.marker is not None and _privacy.hash_user_ids:
+                        static[field.marker] = value
+                elif field.static:
+                    field.apply(static, _NO_CONTEXT, value)
+                else:
+                    dynamic.append((field.apply, value))
+            plan.append((field, where, value))
+        self._name = name
+        self._plan = plan
+        self._static = static
+        self._dynamic = dynamic
+        self._from_call = from_call
+        self._propagate = propagate
+        self._last: Token[Context] | None = None
+
+    def __repr__(self) -> str:
+        return f"<spanstamp {self._name} scope>"
+
+    def _context(self, outer: Context, changes: _Values) -> Context:
+        """The Context a decorated call runs in: ``outer`` with ``changes`` (and baggage)."""
+        context = Context(outer, **changes)
+        propagate = self._propagate
+        if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
+            context = self._baggage(context, changes)
+        return context
+
+    def _baggage(self, context: Context, changes: _Values) -> Context:
+        """``context`` with this scope's ids in baggage if it propagates, and stale ones out."""
+        propagate = self._propagate
+        sent: dict[str, str] = {}
+        if propagate or (propagate is None and _propagation.enabled):
+            sent = propagation.outbound_baggage(changes, where=f"{self._name}(propagate)")
+            for key, value in sent.items():
+                context = set_baggage(key, value, context)
+        # An id this scope replaces locally but does not send must not leave with the
+        # outer scope's value: downstream would stamp an id this call does not have.
+        for key in propagation.DEFAULT_TRUSTED_KEYS:
+            if key in changes and key not in sent and get_baggage(key, context) is not None:
+                context = remove_baggage(key, context)
+        return context
+
+    def _changes(self, outer: Context) -> _Values:
+        """What this scope's constant values set on top of ``outer``."""
+        if not self._dynamic:
+            return self._static
+        changes = dict(self._static)
+        for apply, value in self._dynamic:
+            apply(changes, outer, value)
+        return changes
+
+    # --- with / async with ---
+
+    def __enter__(self) -> Scope:
+        if self._from_call:
+            rules.reject(self._name, "from_arg() values only apply when the scope decorates a function")
+        if not (self._static or self._dynamic):
+            return self
+        # The body of _context and _attach, inlined: this runs on every ``with``.
+        current = get_current()
+        entry: list[Any] = [self, None, current]
+        changes = self._changes(current) if self._dynamic else self._static
+        context = Context({**current, **changes, _ENTRY_KEY: entry})
+        propagate = self._propagate
+        if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
+            context = self._baggage(context, changes)
+        entry[1] = self._last = attach(context)
+        if _entered_hooks:
+            run_entered_hooks()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if not (self._static or self._dynamic):
+            return
+        current = get_current()
+        entry = current.get(_ENTRY_KEY)
+        while type(entry) is list and entry[0] is not self:
+            entry = entry[2].get(_ENTRY_KEY)
+        if type(entry) is list:
+            # Resetting to the value before our entry also drops anything the body
+            # attached and never detached.
+            token = entry[1]
+            if self._last is token:
+                self._last = None  # holds the outer Context: not kept past the exit
+            detach(token)
+        elif (token := self._last) is not None and _left_in(current, token) and try_detach(token):
+            # The body attached a Context built from scratch (``attach(extract(headers))``)
+            # and left it there: our entry is not in it, but our last entry's token, made
+            # in this same context, restores the outer values all the same.
+            self._last = None
+        else:
+            rules.logger.debug("%r exited in a context it was not entered in", self)
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
+    # --- decorator ---
+
+    def __call__(self, func: F) -> F:
+        """Run every call of ``func`` inside this scope (wrapt keeps its signature)."""
+        if isinstance(func, (classmethod, staticmethod)):
+            # Written above @classmethod / @staticmethod: scope the function inside, so
+            # that its kind (coroutine, generator) and signature are seen, and keep the
+            # descriptor around it.
+            return cast(F, type(func)(self(func.__func__)))
+        readers = {
+            id(value): arg_reader(value, func, where) for _, where, value in self._plan if isinstance(value, from_arg)
+        }
+
+        def context_for_call(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
+            current = get_current()
+            if not self._from_call:
+                return self._context(current, self._changes(current))
+            # Values from the call: apply everything in the order given, so that a
+            # template still comes before its version.
+            changes: _Values = {}
+            for field, where, value in self._plan:
+                if type(value) is from_arg:
+                    reader = readers[id(value)]
+                    if reader is None:
+                        continue
+                    value = reader.take(instance, args, kwargs, where, field.accept)
+                    if value is None:
+                        continue
+                field.apply(changes, current, value)
+            return self._context(current, changes)
+
+        if inspect.isasyncgenfunction(func):
+
+            def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                context = context_for_call(instance, args, kwargs)
+                return scoped_async_generator(create_in(context, wrapped, args, kwargs), context)
+
+            return cast(F, ScopedFunction(func, async_gen_wrapper))
+
+        if inspect.isgeneratorfunction(func):
+
+            def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                context = context_for_call(instance, args, kwargs)
+                return scoped_generator(create_in(context, wrapped, args, kwargs), context)
+
+            return cast(F, ScopedFunction(func, gen_wrapper))
+
+        if inspect.iscoroutinefunction(func):
+
+            def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                async def run() -> Any:
+                    # Attached inside the coroutine, so in the task that awaits it.
+                    token = attach_entered(context_for_call(instance, args, kwargs))
+                    try:
+                        return await wrapped(*args, **kwargs)
+                    finally:
+                        detach(token)
+
+                return run()
+
+            return cast(F, ScopedFunction(func, async_wrapper))
+
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            token = attach_entered(context_for_call(instance, args, kwargs))
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                detach(token)
+
+        return cast(F, ScopedFunction(func, wrapper))
