@@ -14,19 +14,28 @@ read is a rejection too::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 from spanstamp import jsontext, rules
 from spanstamp.jsontext import base_text
 
+T = TypeVar("T")
+
 _UNENCODABLE: Final = "got text that cannot be encoded as UTF-8 (a lone surrogate)"
 
 
-def _unreadable(where: str, exc: BaseException) -> None:
-    # A user object raised while being read: the value is rejected like any bad value.
-    # Only the exception's type is named; its message may quote the value.
-    rules.reject(where, f"the value could not be read ({type(exc).__name__})")
+def _read_safely(check: Callable[[object, str], T], value: object, where: str) -> T | None:
+    # ``check(value, where)``, with anything a user object raises while it is read (a
+    # Mock(spec=str), a list whose __iter__ raises) counted as a rejection, like any bad
+    # value. Only the exception's type is named: its message may quote the value.
+    try:
+        return check(value, where)
+    except rules.RejectedInputError:  # strict mode's own TypeError / ValueError
+        raise
+    except Exception as exc:
+        rules.reject(where, f"the value could not be read ({type(exc).__name__})")
+        return None
 
 
 def check_id(value: object, where: str) -> str | None:
@@ -45,13 +54,7 @@ def check_id(value: object, where: str) -> str | None:
             return text
     elif value is None:
         return None
-    try:
-        return _check_id(value, where)
-    except rules.RejectedInputError:
-        raise
-    except Exception as exc:
-        _unreadable(where, exc)
-        return None
+    return _read_safely(_check_id, value, where)
 
 
 def _check_id(value: object, where: str) -> str | None:
@@ -133,13 +136,7 @@ def check_tags(value: object, where: str) -> Tags | None:
     """
     if value is None:
         return None
-    try:
-        return _check_tags(value, where)
-    except rules.RejectedInputError:
-        raise
-    except Exception as exc:
-        _unreadable(where, exc)
-        return None
+    return _read_safely(_check_tags, value, where)
 
 
 class Tags(list[str]):
@@ -190,13 +187,7 @@ def check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
     """
     if value is None:
         return None
-    try:
-        return _check_mapping(value, where)
-    except rules.RejectedInputError:
-        raise
-    except Exception as exc:
-        _unreadable(where, exc)
-        return None
+    return _read_safely(_check_mapping, value, where)
 
 
 def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:

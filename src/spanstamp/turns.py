@@ -17,7 +17,8 @@ It is also a decorator (functions, coroutines, generators, async generators)::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final, TypeVar, cast
 
 from opentelemetry import trace
@@ -210,14 +211,15 @@ class Task:
 
         return read
 
-    def _call(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
+    @contextmanager
+    def _running(self, values: Values) -> Iterator[TaskRun]:
+        # One call of a decorated function: its span current while the body runs, ended
+        # (as an error, with the exception recorded, if the body raised) when it returns.
         run = self._start(values)
         token = attach(trace.set_span_in_context(run.span, get_current()))
         error: BaseException | None = None
         try:
-            result = wrapped(*args, **kwargs)
-            run.set_output(result)
-            return result
+            yield run
         except BaseException as exc:
             error = exc
             raise
@@ -225,20 +227,17 @@ class Task:
             detach(token)
             run._end(error)
 
+    def _call(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
+        with self._running(values) as run:
+            result = wrapped(*args, **kwargs)
+            run.set_output(result)
+            return result
+
     async def _coroutine(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
-        run = self._start(values)
-        token = attach(trace.set_span_in_context(run.span, get_current()))
-        error: BaseException | None = None
-        try:
+        with self._running(values) as run:
             result = await wrapped(*args, **kwargs)
             run.set_output(result)
             return result
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            detach(token)
-            run._end(error)
 
     def _generator(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
         # A generator itself: the span starts at the first step and ends with the last.
