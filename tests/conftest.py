@@ -80,10 +80,9 @@ def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def global_tracing() -> Iterator[Any]:
     from opentelemetry import trace
-    from opentelemetry.test.globals_test import reset_trace_globals
 
     from spanstamp import phoenix_annotations
-    from support import Tracing
+    from support import Tracing, reset_trace_globals
 
     tracing = Tracing()
     reset_trace_globals()

@@ -38,11 +38,11 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
 from sybil import Document
 
 from llm_stack import serve_stub
 from otlp_receiver import OtlpHttpReceiver
+from support import reset_trace_globals
 
 _STATE = "_doc_state"
 # Variables that would change what a snippet does: the reader's shell is not the test's.
@@ -157,12 +157,8 @@ def _start(namespace: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reset_global_tracer_provider() -> None:
-    # OpenTelemetry lets a process set its global provider once; snippets that call
-    # configure() each need a fresh start. These are the two globals the API's own
-    # test utilities (opentelemetry-test-utils' reset_trace_globals) reset; that package
-    # pins the SDK exactly, so it is not a dependency here.
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
+    # Snippets that call configure() each need a fresh global provider.
+    reset_trace_globals()
 
 
 def _uninstrument_all() -> None:

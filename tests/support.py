@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 
 import spanstamp
 
@@ -46,3 +48,15 @@ def strict_mode() -> Iterator[None]:
         yield
     finally:
         spanstamp.configure_rules(strict=False)
+
+
+def reset_trace_globals() -> None:
+    """Forget the API's global tracer provider, so a test may set one again.
+
+    OpenTelemetry lets a process set its global provider once; task(), feedback() and the
+    session events use the global one. These are the two globals the API's own test
+    utilities (opentelemetry-test-utils' reset_trace_globals) reset; that package pins the
+    SDK exactly, which the lowest-versions run of .ci/run cannot install.
+    """
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None

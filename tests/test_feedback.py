@@ -214,9 +214,9 @@ def test_a_phoenix_that_never_answers_does_not_hold_up_the_caller(
 
 def test_with_user_ids_hashed_the_turn_and_the_feedback_carry_the_pseudonym_only() -> None:
     from opentelemetry import trace
-    from opentelemetry.test.globals_test import reset_trace_globals
 
     from spanstamp import pseudonymize
+    from support import reset_trace_globals
 
     key = "k" * 32
     tracing = Tracing(hash_user_ids=key)

@@ -465,6 +465,9 @@ def test_finding_10_baggage_properties_are_stripped_from_inbound_ids(header: str
     tracing = Tracing(trust_baggage=True)
     inbound = W3CBaggagePropagator().extract({"baggage": header}, context=Context())
     assert baggage.get_all(inbound)  # OpenTelemetry keeps the properties in the value
+    # Older propagators (SDK 1.26, the lowest supported) refuse an entry with spaces around
+    # "=" outright: spanstamp cannot stamp what never reached the Context.
+    expected = {key: value for key, value in expected.items() if key in baggage.get_all(inbound)}
     token = context.attach(inbound)
     try:
         tracing.record("inbound")

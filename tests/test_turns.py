@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.test.globals_test import reset_trace_globals
 from opentelemetry.trace import StatusCode
 
 from spanstamp import TaskRun, from_arg, task, using_attributes
 from spanstamp.task_ids import is_generated, span_context_of
-from support import Tracing, strict_mode
+from support import Tracing, reset_trace_globals, strict_mode
 
 
 def _hex(span: ReadableSpan) -> tuple[str, str]:

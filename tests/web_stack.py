@@ -29,11 +29,11 @@ from openai import AsyncOpenAI
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.test.globals_test import reset_trace_globals
 from pydantic import BaseModel
 
 import spanstamp
 from llm_stack import STUB_MODEL
+from support import reset_trace_globals
 
 
 class Turn(BaseModel):
