@@ -167,11 +167,13 @@ def armed(world: World) -> World:
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
     logger = logging.getLogger("spanstamp")
+    # Taken before the world's processors turn process-wide settings (hashing) on, so the
+    # tests after this module start from the settings before it.
+    saved = settings_snapshot()
     world = World()
     level = logger.level
     logger.addHandler(world.logs)
     logger.setLevel(logging.DEBUG)
-    saved = settings_snapshot()
     spanstamp.configure_propagation(user_id_key=KEY)  # so that user ids propagate too
     # As the processors and the key set them; each test starts from this (see armed).
     world.settings = settings_snapshot()

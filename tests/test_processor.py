@@ -199,3 +199,15 @@ def test_with_a_parent_context_attributes_come_in_the_same_order_in_every_proces
         assert done.returncode == 0, done.stderr
         orders.add(done.stdout.strip())
     assert orders == {",".join(spanstamp.attributes.CONTEXT_ATTRIBUTES)}
+
+
+def test_values_another_library_wrote_are_checked_on_every_span_they_differ() -> None:
+    tracing = Tracing()
+    for raw in (" padded ", "fine"):
+        token = attach(Context({"session.id": raw}))
+        try:
+            tracing.record(raw)
+        finally:
+            detach(token)
+    assert tracing.attrs(" padded ") == {"session.id": "padded"}
+    assert tracing.attrs("fine") == {"session.id": "fine"}
