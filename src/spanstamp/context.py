@@ -88,7 +88,7 @@ def _hide_users(found: dict[str, AttributeValue], parent: Context | None, curren
 
     user = found.get(attr.USER_ID)
     if user is not None and not marked(attr.USER_FROM_METADATA if named else attr.USER_ID, user):
-        pseudonymizer = privacy._pseudonymizer()
+        pseudonymizer = privacy.pseudonymizer()
         if pseudonymizer is None or type(user) is not str:
             del found[attr.USER_ID]
         else:

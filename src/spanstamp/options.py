@@ -82,9 +82,9 @@ def apply_hashing(option: bool | str | bytes | None) -> bool:
     if option is not True:
         key = privacy.check_key(option, where)
         if key is not None:
-            privacy._set_key(key)
+            privacy.set_key(key)
     privacy.configure_privacy(hash_user_ids=True)
-    if privacy._pseudonymizer() is None:
+    if privacy.pseudonymizer() is None:
         rules.reject(
             where,
             f"hashing is on but there is no key (pass one, or set {privacy.USER_ID_KEY_ENV})",

@@ -169,8 +169,8 @@ def configure_privacy(*, hash_user_ids: bool | None = None, user_id_key: str | b
             raise TypeError(f"configure_privacy(hash_user_ids) must be a bool, got {type(hash_user_ids).__name__}")
         _settings.hash_user_ids = hash_user_ids
     if user_id_key is not None:
-        _set_key(check_key(user_id_key, "configure_privacy(user_id_key)"))
-    elif hash_user_ids and _pseudonymizer() is None:
+        set_key(check_key(user_id_key, "configure_privacy(user_id_key)"))
+    elif hash_user_ids and pseudonymizer() is None:
         _load_key()  # no key yet: the variable may have been set since it was first read
 
 
@@ -196,20 +196,29 @@ def load_environment(environ: Mapping[str, str] = os.environ) -> None:
     load_environment({"SPANSTAMP_HASH_USER_IDS": "1", "SPANSTAMP_USER_ID_KEY": secret})
     """
     _settings.hash_user_ids = env_hash_user_ids(environ)
-    _set_key(user_id_key(environ=environ))
+    set_key(user_id_key(environ=environ))
 
 
-def _set_key(key: bytes | None) -> None:
+def set_key(key: bytes | None) -> None:
+    """Use ``key`` (checked already, by :func:`check_key`) for every pseudonym; ``None``: no key.
+
+    The one key of the process: hashing and propagation share it::
+
+        set_key(check_key(secret, "configure_propagation(user_id_key)"))
+    """
     _settings.pseudonymizer = None if key is None else _Pseudonymizer(key)
     _settings.key_loaded = True
 
 
 def _load_key() -> None:
-    _set_key(user_id_key())
+    set_key(user_id_key())
 
 
-def _pseudonymizer() -> _Pseudonymizer | None:
-    """The process's pseudonymizer (key from ``configure_*`` or the environment), or ``None``."""
+def pseudonymizer() -> _Pseudonymizer | None:
+    """The process's pseudonymizer (key from ``configure_*`` or the environment), or ``None``.
+
+    hasher = pseudonymizer(); hashed = hasher("u-1") if hasher else None
+    """
     if not _settings.key_loaded:
         _load_key()
     return _settings.pseudonymizer
@@ -225,11 +234,11 @@ def hide_user_id(user_id: str, where: str) -> str | None:
 
     hide_user_id("u-1", "using_user(user_id)")  # -> 64 hex characters
     """
-    pseudonymizer = _pseudonymizer()
-    if pseudonymizer is None:
+    hasher = pseudonymizer()
+    if hasher is None:
         rules.reject(where, _NO_KEY, outcome="the user id is left out rather than used raw")
         return None
-    return pseudonymizer(user_id)
+    return hasher(user_id)
 
 
 def hide_metadata_users(data: dict[str, Any], where: str | None = None, *, keep: object = None) -> dict[str, Any]:
@@ -243,16 +252,16 @@ def hide_metadata_users(data: dict[str, Any], where: str | None = None, *, keep:
     names = [key for key in attr.METADATA_USER_KEYS if key in data and (keep is None or data[key] != keep)]
     if not names:
         return data
-    pseudonymizer = _pseudonymizer()
+    hasher = pseudonymizer()
     hidden = dict(data)
     for key in names:
         user = checks.coerce_id(hidden[key])
-        if user is None or pseudonymizer is None:
+        if user is None or hasher is None:
             del hidden[key]
-            if pseudonymizer is None and where is not None:
+            if hasher is None and where is not None:
                 rules.reject(where, _NO_KEY, outcome="the metadata's user id is left out rather than used raw")
         else:
-            hidden[key] = pseudonymizer(user)
+            hidden[key] = hasher(user)
     return hidden
 
 
@@ -267,8 +276,8 @@ def hide_found_user(user: object) -> str | None:
         hide_found_user("ada@example.com")  # -> 64 hex characters
     """
     text = checks.coerce_id(user)
-    pseudonymizer = _pseudonymizer()
-    return None if text is None or pseudonymizer is None else pseudonymizer(text)
+    hasher = pseudonymizer()
+    return None if text is None or hasher is None else hasher(text)
 
 
 def hide_metadata_text(text: str, *, keep: object = None) -> str:

@@ -402,7 +402,7 @@ class SessionSpanProcessor(SpanProcessor):
             user = added.get(attr.USER_ID)
             if isinstance(user, str) and _privacy.hash_user_ids:
                 # The run's metadata holds the raw id: only its pseudonym may be stamped.
-                pseudonymizer = privacy._pseudonymizer()
+                pseudonymizer = privacy.pseudonymizer()
                 if pseudonymizer is None:
                     del added[attr.USER_ID]
                 else:

@@ -68,7 +68,7 @@ def configure_propagation(*, enabled: bool | None = None, user_id_key: str | byt
             raise TypeError(f"configure_propagation(enabled) must be a bool, got {type(enabled).__name__}")
         _settings.enabled = enabled
     if user_id_key is not None:
-        privacy._set_key(privacy.check_key(user_id_key, "configure_propagation(user_id_key)"))
+        privacy.set_key(privacy.check_key(user_id_key, "configure_propagation(user_id_key)"))
 
 
 def load_environment(environ: Mapping[str, str] = os.environ) -> None:
@@ -77,7 +77,7 @@ def load_environment(environ: Mapping[str, str] = os.environ) -> None:
     load_environment({"SPANSTAMP_PROPAGATE": "1"})
     """
     _settings.enabled = rules.env_flag(PROPAGATE_ENV, False, environ)
-    privacy._set_key(privacy.user_id_key(environ=environ))
+    privacy.set_key(privacy.user_id_key(environ=environ))
 
 
 def propagation_enabled() -> bool:
@@ -107,7 +107,7 @@ def outbound_baggage(values: Mapping[str, object], *, where: str = "propagate") 
     if type(user_id) is str and user_id and values.get(attr.PSEUDONYMOUS[attr.USER_ID]) is user_id:
         entries[attr.USER_ID] = user_id
     elif type(user_id) is str and user_id:
-        pseudonymizer = privacy._pseudonymizer()
+        pseudonymizer = privacy.pseudonymizer()
         if pseudonymizer is None:
             rules.reject(
                 where,
