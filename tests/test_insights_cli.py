@@ -129,3 +129,56 @@ def test_console_script(scenario_file: Path) -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_insights.py"
+
+
+def test_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    # Timings are not checked (they live in the benchmark); the table and its rows are.
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--spans", "2000", "--repeat", "1", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["spans", "file", "MB"]
+    assert lines[1].split()[0] == "200"
+    assert lines[2].split()[0] == "2,000"
+    assert lines[3].startswith("time growth 200 -> 2,000 spans:")
+
+
+def test_benchmark_data_has_the_designed_shape(tmp_path: Path) -> None:
+    # 2,000 spans: 400 turns of 5 spans, 40 sessions of 10 turns, 4 users; every 7th
+    # session (0, 7, ..., 35) has a 45-minute gap, so 46 visits; 1 turn in 13 fails.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_insights", BENCH)
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    path = tmp_path / "spans.jsonl"
+    assert bench.generate(path, 2000) == 2000
+    assert bench.parse_only(path) == 2000
+    from spanstamp.insights import analyze
+
+    result = analyze(path)
+    assert (result["spans"], result["turns"]) == (2000, 400)
+    assert result["sessions"]["count"] == 40
+    assert result["sessions"]["visits"] == 46
+    assert result["users"]["count"] == 4
+    assert result["sessions"]["turns_per_session"] == {"mean": 10.0, "p50": 10.0, "p90": 10.0}
+    # Ended: the sessions whose last turn ended more than 30 minutes before the newest span,
+    # worked out here from the generator's timetable (turns every 30 s, each 2 s long).
+    day, second = 86_400 * 10**9, 10**9
+    starts = {s: bench.BASE_NS + (s * 7_919 % 30) * day + s * second for s in range(40)}
+    ends = {s: starts[s] + 9 * 30 * second + (45 * 60 * second if s % 7 == 0 else 0) + 2 * second for s in starts}
+    newest = max(ends.values())
+    ended = [s for s in ends if newest - ends[s] > 1800 * second]
+    assert result["sessions"]["ended"] == len(ended)
+    failed = sum(1 for s in ended for k in range(10) if (s * 10 + k) % 13 == 0)
+    assert result["endings"]["all_turns_failed_share"] == failed / (10 * len(ended))
