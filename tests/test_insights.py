@@ -214,3 +214,29 @@ def test_written_by_the_official_file_exporter(tmp_path: Path) -> None:
     assert endings["all_turns_failed_share"] == 0.5
     assert endings["top_last_inputs"] == [{"input": "thanks, bye", "count": 1}]
     assert endings["reasons"] == [{"reason": "user_closed_chat", "count": 1}]
+
+
+# --- the lead's known-answer scenario (tests/insights_scenario.py), written by the official exporter ---
+
+
+@pytest.mark.parametrize("per_line", [1, 4, 64])
+def test_scenario_through_the_official_file_exporter(tmp_path: Path, per_line: int) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.json.file", reason="the json-file extra is not installed")
+    import insights_scenario as scenario
+
+    path = scenario.write_jsonl(scenario.scenario_spans(), tmp_path / "spans.jsonl", per_line=per_line)
+    result = analyze([path], idle_s=scenario.IDLE_S)
+    assert result["skipped"] == []
+    scenario.assert_matches(result)
+
+
+def test_scenario_gzip_and_split_files(tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.json.file", reason="the json-file extra is not installed")
+    import insights_scenario as scenario
+
+    spans = scenario.scenario_spans()
+    scenario.write_jsonl(spans[:10], tmp_path / "a.jsonl")
+    plain = scenario.write_jsonl(spans[10:], tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    scenario.assert_matches(analyze(tmp_path))
