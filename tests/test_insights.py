@@ -240,3 +240,21 @@ def test_scenario_gzip_and_split_files(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
     plain.unlink()
     scenario.assert_matches(analyze(tmp_path))
+
+
+def test_spans_whose_parent_is_missing(tmp_path: Path) -> None:
+    # Trace 1: the root is a task span, so a span whose parent never arrived still belongs
+    # to its turn (its failure and its end count). Trace 2: the root is a web request; a
+    # task span whose parent is missing is a turn of its own, the plain orphan no turn.
+    root = data.span(1, 0, 10, session="S", user="u", task="t1", input="first")
+    orphan = data.span(1, 5, 12, parent="00000000000000ff", session="S", failed=True)
+    web = data.span(2, 100, 140, session="S", input="web")
+    lost_task = data.span(2, 110, 120, parent="00000000000000fe", session="S", task="t2")
+    lost_plain = data.span(2, 125, 130, parent="00000000000000fd", session="S", failed=True)
+    path = data.write(tmp_path / "spans.jsonl", [root, orphan, web, lost_task, lost_plain])
+    result = analyze(path, idle_s=1.0)
+    assert result["turns"] == 2
+    assert result["sessions"]["duration_s"]["mean"] == 120.0  # 0 .. 120: the first turn ends at 12
+    assert result["sessions"]["active_s"]["mean"] == 22.0  # 12 + 10
+    assert result["endings"]["all_turns_failed_share"] == 0.5  # the first turn (its orphan) failed
+    assert result["endings"]["top_last_inputs"] == [{"input": "web", "count": 1}]  # the trace root's

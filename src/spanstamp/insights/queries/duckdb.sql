@@ -1,28 +1,33 @@
 -- spanstamp insights over OTLP JSON lines, in DuckDB (docs/insights.md states the definitions).
 --
 -- A template: spanstamp.insights.engine fills in $FILES (a list of paths), $IDLE_NS, $TOP,
--- $MAX_OBJECT and the attribute names (as SQL strings, from spanstamp.attributes). The
--- statements run in order; the last one returns the whole result document as one JSON value.
+-- $MAX_OBJECT, $STRUCTURE and the attribute names (SQL strings, from spanstamp.attributes).
+-- Each `-- step: name` starts a group of statements; the engine runs macros, read, (only
+-- when some rows are bad) bad_files and drop_bad, then aggregate and result. The last
+-- statement returns the whole result document as one JSON value.
 
+-- step: macros
 CREATE OR REPLACE MACRO _attr(kv, k) AS list_filter(kv, lambda a: a.key = k)[1].value;
 CREATE OR REPLACE MACRO _text(v) AS nullif(trim(v.stringValue), '');
 CREATE OR REPLACE MACRO _iso(ns) AS strftime(make_timestamp(ns // 1000), '%Y-%m-%dT%H:%M:%S.%gZ');
 CREATE OR REPLACE MACRO _stats(x) AS {'mean': avg(x), 'p50': quantile_cont(x, 0.5), 'p90': quantile_cont(x, 0.9)};
 
--- The normalized span relation, one row per span. A line that is not OTLP (no resourceSpans)
--- becomes one row with no ids, so that the bad rows of a file can be counted and dropped.
-CREATE OR REPLACE TEMP TABLE spans AS
+-- step: otlp_spans
+-- The normalized span relation of OTLP JSON lines files, one row per span. A line that is
+-- not OTLP (no resourceSpans) becomes one row without ids; `bad` marks such rows and spans
+-- without ids or times. `file` costs nothing unless a query reads it.
+CREATE OR REPLACE MACRO otlp_spans(files) AS TABLE
 WITH lines AS (
     -- from_json over each line's text: far faster than read_json's typed columns on lines
     -- that hold hundreds of spans each.
     SELECT filename AS file, from_json(json, '$STRUCTURE').resourceSpans AS rs
-    FROM read_ndjson_objects($FILES, filename = true, maximum_object_size = $MAX_OBJECT)
+    FROM read_ndjson_objects(files, filename = true, maximum_object_size = $MAX_OBJECT)
+), resources AS (
+    SELECT file, unnest(CASE WHEN rs IS NULL THEN [NULL] ELSE rs END) AS r FROM lines
+), scopes AS (
+    SELECT file, unnest(CASE WHEN r IS NULL THEN [NULL] ELSE r.scopeSpans END) AS sc FROM resources
 ), flat AS (
-    SELECT file,
-           unnest(CASE WHEN rs IS NULL THEN [NULL]
-                       ELSE flatten(list_transform(rs, lambda r: flatten(list_transform(r.scopeSpans, lambda x: x.spans))))
-                  END) AS s
-    FROM lines
+    SELECT file, unnest(CASE WHEN sc IS NULL THEN [NULL] ELSE sc.spans END) AS s FROM scopes
 ), picked AS (
     SELECT file, s,
            list_filter(s.attributes, lambda a: a.key IN ($SESSION_ID, $USER_ID, $TASK_ID, $FEEDBACK_TASK_ID,
@@ -46,24 +51,30 @@ WITH lines AS (
            _attr(ev, $SESSION_END_REASON).stringValue AS end_reason
     FROM picked
 )
-SELECT * EXCLUDE (file, has_task_id),
+SELECT * EXCLUDE (has_task_id),
        has_task_id AND NOT is_feedback AS is_task,
-       -- Only a bad row keeps its file: the engine locates those by line, then drops them.
-       CASE WHEN trace_id IS NULL OR span_id IS NULL OR start_ns IS NULL OR end_ns IS NULL THEN file END AS bad_file
+       trace_id IS NULL OR span_id IS NULL OR start_ns IS NULL OR end_ns IS NULL AS bad
 FROM normal;
 
-CREATE OR REPLACE TEMP TABLE bad_files AS
-SELECT bad_file AS file, count(*) AS bad FROM spans WHERE bad_file IS NOT NULL GROUP BY bad_file;
+-- step: read
+CREATE OR REPLACE TEMP TABLE spans AS SELECT * EXCLUDE (file) FROM otlp_spans($FILES);
 
-DELETE FROM spans WHERE bad_file IS NOT NULL;
+-- step: bad_files
+-- Only when `spans` holds bad rows: which files they came from (the engine then names
+-- their lines in a slower pass over those files only).
+SELECT file, count(*) AS bad FROM otlp_spans($FILES) WHERE bad GROUP BY file ORDER BY file;
 
--- One row per trace: how its turns are found, and its figures as a whole (which are the
--- turn's when its only root is a task span and every other span's parent is in the data).
+-- step: drop_bad
+DELETE FROM spans WHERE bad;
+
+-- step: aggregate
+-- One row per trace: how its turns are found, and its figures as a whole. When the trace's
+-- one root (no parent) is a task span, the whole trace is that turn: every span descends
+-- from the root, also one whose parent is missing from the data.
 CREATE OR REPLACE TEMP TABLE traces AS
 SELECT trace_id,
        count(*) FILTER (WHERE is_task) AS tasks,
-       count(*) FILTER (WHERE parent_id IS NULL) = 1 AND bool_or(parent_id IS NULL AND is_task)
-           AND coalesce(list_has_all(list(span_id), list(parent_id) FILTER (WHERE parent_id IS NOT NULL)), true) AS task_root,
+       count(*) FILTER (WHERE parent_id IS NULL) = 1 AND bool_or(parent_id IS NULL AND is_task) AS task_root,
        arg_min({'input': input, 'session': session_id, 'span': span_id}, (start_ns, span_id))
            FILTER (WHERE parent_id IS NULL) AS root,
        min(start_ns) FILTER (WHERE NOT is_feedback) AS start_ns,
@@ -184,6 +195,7 @@ SELECT s.user_id, count(*) AS sessions, sum(s.turns)::BIGINT AS turns, avg(s.tur
 FROM sessions s JOIN days d ON d.user_id = s.user_id
 GROUP BY s.user_id;
 
+-- step: result
 -- The whole result document, one JSON value.
 SELECT to_json({
     'spans': (SELECT count(*) FROM spans),
