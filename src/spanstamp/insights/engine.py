@@ -99,7 +99,7 @@ def run_files(paths: list[Path], *, idle_s: float, top: int) -> tuple[dict[str, 
         work = Path(tmp)
         # Memory stays bounded: DuckDB spills to the temporary directory beyond the limit;
         # row order is never relied on, so DuckDB need not keep it.
-        config = {
+        config: dict[str, str | bool | int | float | list[str]] = {
             "memory_limit": MEMORY_LIMIT,
             "temp_directory": str(work / "spill"),
             "preserve_insertion_order": False,
@@ -114,7 +114,8 @@ def run_files(paths: list[Path], *, idle_s: float, top: int) -> tuple[dict[str, 
                     sources[str(path)] = path
             cleaned: set[str] = set()
             by_step = _read(con, sources, cleaned, reports, work, idle_s=idle_s, top=top)
-            if con.execute("SELECT count(*) FROM spans WHERE bad").fetchone()[0]:
+            (bad,) = con.execute("SELECT count(*) FROM spans WHERE bad").fetchone() or (0,)
+            if bad:
                 for file, _bad in con.execute(by_step["bad_files"][0]).fetchall():
                     if file not in cleaned:  # a clean copy has none: its reports are in already
                         reports.extend(clean_copy(sources[file], work / "located.jsonl"))
