@@ -339,6 +339,9 @@ def test_each_chart_renders_in_headless_chromium_offline(browser: Any, tmp_path:
     assert loaded.page.locator("script, img").count() == 0
     assert HOSTILE in loaded.page.locator("#chart-top-users").text_content()
     assert loaded.page.get_by_role("img", name="Turns per session").count() == 1
+    # Nothing widens the page past a laptop window: wide tables scroll inside their box.
+    loaded.page.set_viewport_size({"width": 820, "height": 900})
+    assert loaded.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     loaded.page.close()
 
 

@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from spanstamp.insights import _format as fmt
+from spanstamp.insights._html import figure, page, table
 from spanstamp.insights._svg import Bar, columns, rows
 
 __all__ = ["render"]
@@ -20,28 +21,6 @@ __all__ = ["render"]
 # Sessions per day fills the days without sessions with empty bars up to this many days;
 # a longer range shows only the days that have sessions (one bar per day would be a hairline).
 _MAX_FILLED_DAYS = 400
-
-_STYLE = """
-:root { color-scheme: light dark; --fg: #1f2328; --muted: #59636e; --bar: #3b6fd1; --line: #d0d7de; --bg: #fff; }
-@media (prefers-color-scheme: dark) {
-  :root { --fg: #e6edf3; --muted: #9198a1; --bar: #6d9cf0; --line: #3d444d; --bg: #0d1117; }
-}
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg);
-       max-width: 780px; margin: 2rem auto; padding: 0 1rem; }
-h1 { margin-bottom: 0.2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid var(--line); }
-.muted, figcaption, summary { color: var(--muted); }
-dl.tiles { display: flex; flex-wrap: wrap; gap: 0.6rem; }
-dl.tiles div { border: 1px solid var(--line); border-radius: 6px; padding: 0.4rem 0.8rem; min-width: 7rem; }
-dl.tiles dt { color: var(--muted); font-size: 12px; } dl.tiles dd { margin: 0; font-size: 20px; }
-figure { margin: 1.4rem 0; } figcaption { font-weight: 600; margin-bottom: 0.3rem; }
-svg.chart { max-width: 100%; height: auto; display: block; font-size: 12px; }
-svg.chart text { fill: var(--muted); } svg.chart .value { fill: var(--fg); }
-svg.chart .axis line { stroke: var(--line); } svg.chart rect.bar { fill: var(--bar); }
-table { border-collapse: collapse; margin: 0.4rem 0; }
-th, td { padding: 0.15rem 0.6rem; border-bottom: 1px solid var(--line); text-align: right; }
-th:first-child, td:first-child, td.text { text-align: left; }
-td { white-space: nowrap; } td.text { white-space: normal; max-width: 24rem; overflow-wrap: anywhere; }
-"""
 
 
 def render(result: dict[str, Any]) -> str:
@@ -61,7 +40,7 @@ def render(result: dict[str, Any]) -> str:
         f" {escape(fmt.duration(result.get('idle_s')))}.</p></header>",
         _tiles(result, sessions, users),
         '<section id="sessions"><h2>Sessions</h2>',
-        _stats_table(sessions),
+        _statstable(sessions),
         _turns_chart(charts.get("turns_per_session") or []),
         _duration_chart(charts.get("session_duration_s") or []),
         _days_chart(charts.get("sessions_per_day") or []),
@@ -76,37 +55,7 @@ def render(result: dict[str, Any]) -> str:
     skipped = result.get("skipped") or []
     if skipped:
         body.append(f'<p class="muted">{fmt.count(len(skipped))} bad input lines were skipped.</p>')
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>spanstamp insights</title>\n<style>{_STYLE}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
-
-
-def _table(headers: list[str], body: list[list[str]], text_columns: tuple[int, ...] = ()) -> str:
-    """An HTML table; every cell is escaped here. Columns in `text_columns` hold user text."""
-    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
-    lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
-    for cells in body:
-        tds = "".join(
-            f'<td class="text">{escape(c)}</td>' if i in text_columns else f"<td>{escape(c)}</td>"
-            for i, c in enumerate(cells)
-        )
-        lines.append(f"<tr>{tds}</tr>")
-    lines.append("</tbody></table>")
-    return "\n".join(lines)
-
-
-def _figure(caption: str, svg: str, bars: list[Bar], headers: tuple[str, str]) -> str:
-    """A chart with its caption and, folded below, the same figures as a table."""
-    data = _table(list(headers), [[bar.label, bar.shown] for bar in bars], text_columns=(0,))
-    return (
-        f"<figure><figcaption>{escape(caption)}</figcaption>\n{svg}\n"
-        f"<details><summary>Data table</summary>\n{data}\n</details></figure>"
-    )
+    return page("spanstamp insights", body)
 
 
 def _tiles(result: dict[str, Any], sessions: dict[str, Any], users: dict[str, Any]) -> str:
@@ -122,7 +71,7 @@ def _tiles(result: dict[str, Any], sessions: dict[str, Any], users: dict[str, An
     return f'<dl class="tiles">{items}</dl>'
 
 
-def _stats_table(sessions: dict[str, Any]) -> str:
+def _statstable(sessions: dict[str, Any]) -> str:
     def row(label: str, key: str, show: Any) -> list[str]:
         stats = sessions.get(key) or {}
         return [label, *(show(stats.get(k)) for k in ("mean", "p50", "p90"))]
@@ -139,7 +88,7 @@ def _stats_table(sessions: dict[str, Any]) -> str:
         row("active time", "active_s", fmt.duration),
         row("visit duration", "visit_duration_s", fmt.duration),
     ]
-    return _table(["sessions", "count", "share"], counts) + "\n" + _table(["per session", "mean", "p50", "p90"], stats)
+    return table(["sessions", "count", "share"], counts) + "\n" + table(["per session", "mean", "p50", "p90"], stats)
 
 
 def _share_of(part: Any, whole: Any) -> str:
@@ -163,14 +112,20 @@ def _turns_chart(data: list[dict[str, Any]]) -> str:
         bars,
         axis="sessions",
     )
-    return _figure("Turns per session", svg, bars, ("turns", "sessions"))
+    return figure("Turns per session", svg, bars, ("turns", "sessions"))
 
 
 def _duration_chart(data: list[dict[str, Any]]) -> str:
+    # Each bucket holds the sessions longer than the previous bound, up to its own ("le").
     bars, previous = [], None
     for d in data:
         le = d.get("le")
-        label = f"\u2264 {fmt.short_duration(le)}" if le is not None else f"> {fmt.short_duration(previous or 0)}"
+        if le is None:
+            label = f"> {fmt.short_duration(previous or 0)}"
+        elif previous is None:
+            label = f"\u2264 {fmt.short_duration(le)}"
+        else:
+            label = f"{fmt.short_duration(previous)}\u2013{fmt.short_duration(le)}"
         bars.append(Bar(label, d["sessions"], fmt.count(d["sessions"]), f"{label}: {d['sessions']} sessions"))
         previous = le
     svg = columns(
@@ -180,7 +135,7 @@ def _duration_chart(data: list[dict[str, Any]]) -> str:
         bars,
         axis="sessions",
     )
-    return _figure("Session duration", svg, bars, ("duration", "sessions"))
+    return figure("Session duration", svg, bars, ("duration", "sessions"))
 
 
 def _days(data: list[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -205,7 +160,7 @@ def _days_chart(data: list[dict[str, Any]]) -> str:
         bars,
         axis="sessions",
     )
-    return _figure("Sessions per day (UTC)", svg, bars, ("day", "sessions"))
+    return figure("Sessions per day (UTC)", svg, bars, ("day", "sessions"))
 
 
 def _users(users: dict[str, Any]) -> str:
@@ -220,7 +175,7 @@ def _users(users: dict[str, Any]) -> str:
         for u in top
     ]
     svg = rows("chart-top-users", "Top users by turns", "Turns of each of the most active users.", bars)
-    table = _table(
+    listing = table(
         ["user", "sessions", "turns", "turns/session", "mean duration", "first seen", "last seen", "days"],
         [
             [
@@ -241,8 +196,9 @@ def _users(users: dict[str, Any]) -> str:
         f"<p>{fmt.count(users.get('count', 0))} users, {fmt.count(users.get('returning', 0))} returning"
         " (active on at least 2 UTC days).</p>"
     )
-    figure = f"<figure><figcaption>Top users by turns</figcaption>\n{svg}\n</figure>"
-    return "\n".join([intro, figure, table if top else ""])
+    # No folded data table here: the full table of the top users follows the chart.
+    chart = f"<figure><figcaption>Top users by turns</figcaption>\n{svg}\n</figure>"
+    return "\n".join([intro, chart, listing if top else ""])
 
 
 def _endings(endings: dict[str, Any]) -> str:
@@ -262,10 +218,10 @@ def _endings(endings: dict[str, Any]) -> str:
         share_bars,
         full=1.0,
     )
-    parts = [intro, _figure("Failures and single-turn sessions", svg, share_bars, ("share of", "value"))]
+    parts = [intro, figure("Failures and single-turn sessions", svg, share_bars, ("share of", "value"))]
     latency = endings.get("last_turn_latency_ratio") or {}
     parts.append(
-        _table(
+        table(
             ["last turn latency / session median", "mean", "p50"],
             [["ratio", fmt.ratio(latency.get("mean")), fmt.ratio(latency.get("p50"))]],
         )
@@ -286,11 +242,11 @@ def _endings(endings: dict[str, Any]) -> str:
         "How many ended sessions ended on each last input (case and spaces ignored).",
         input_bars,
     )
-    parts.append(_figure("Most frequent last inputs", svg, input_bars, ("last input", "sessions")))
+    parts.append(figure("Most frequent last inputs", svg, input_bars, ("last input", "sessions")))
     reasons = endings.get("reasons") or []
     if reasons:
         parts.append(
-            _table(
+            table(
                 ["end_session() reason", "sessions"],
                 [[fmt.clip(r.get("reason")), fmt.count(r.get("count"))] for r in reasons],
                 text_columns=(0,),
