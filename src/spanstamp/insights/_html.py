@@ -30,7 +30,8 @@ div.scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.4rem 0; }
 th, td { padding: 0.15rem 0.6rem; border-bottom: 1px solid var(--line); text-align: right; }
 th:first-child, td:first-child, td.text { text-align: left; }
-td { white-space: nowrap; } td.text { white-space: normal; min-width: 10rem; max-width: 24rem; overflow-wrap: anywhere; }
+td { white-space: nowrap; }
+td.text { white-space: normal; min-width: 10rem; max-width: 24rem; overflow-wrap: anywhere; }
 """
 
 

@@ -40,7 +40,7 @@ def render(result: dict[str, Any]) -> str:
         f" {escape(fmt.duration(result.get('idle_s')))}.</p></header>",
         _tiles(result, sessions, users),
         '<section id="sessions"><h2>Sessions</h2>',
-        _statstable(sessions),
+        _stats_table(sessions),
         _turns_chart(charts.get("turns_per_session") or []),
         _duration_chart(charts.get("session_duration_s") or []),
         _days_chart(charts.get("sessions_per_day") or []),
@@ -71,7 +71,7 @@ def _tiles(result: dict[str, Any], sessions: dict[str, Any], users: dict[str, An
     return f'<dl class="tiles">{items}</dl>'
 
 
-def _statstable(sessions: dict[str, Any]) -> str:
+def _stats_table(sessions: dict[str, Any]) -> str:
     def row(label: str, key: str, show: Any) -> list[str]:
         stats = sessions.get(key) or {}
         return [label, *(show(stats.get(k)) for k in ("mean", "p50", "p90"))]
@@ -167,10 +167,10 @@ def _users(users: dict[str, Any]) -> str:
     top = users.get("top") or []
     bars = [
         Bar(
-            str(u.get("user_id")),
+            fmt.clip(u.get("user_id"), 200),
             u.get("turns") or 0,
             fmt.count(u.get("turns")),
-            f"{u.get('user_id')}: {u.get('turns')} turns in {u.get('sessions')} sessions",
+            f"{fmt.clip(u.get('user_id'), 200)}: {u.get('turns')} turns in {u.get('sessions')} sessions",
         )
         for u in top
     ]
