@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import insights_scenario as scenario
 from spanstamp.insights import _format, report_html, report_text
 
 # Text that would run, load something or restyle the page if it reached the HTML unescaped.
@@ -307,6 +308,19 @@ def _proportional(boxes: list[dict[str, float]], values: list[float], side: str)
         assert box[side] == pytest.approx(value * unit, abs=1.0), (boxes, values)
 
 
+def _check_charts(loaded: LoadedPage, columns: dict[str, list[float]], rows: dict[str, list[float]]) -> None:
+    """Each chart drawn with a real extent and one bar per value, in proportion, inside the chart."""
+    for chart_id, values in {**columns, **rows}.items():
+        svg, bars = loaded.chart(chart_id)
+        assert svg["width"] > 100, chart_id
+        assert svg["height"] > 40, chart_id
+        assert len(bars) == len(values), chart_id
+        _proportional(bars, values, "height" if chart_id in columns else "width")
+        for bar in bars:
+            assert svg["x"] <= bar["x"]
+            assert bar["x"] + bar["width"] <= svg["x"] + svg["width"] + 0.5
+
+
 def test_each_chart_renders_in_headless_chromium_offline(browser: Any, tmp_path: Path) -> None:
     result = known_result()
     loaded = _open(browser, tmp_path, result)
@@ -322,15 +336,7 @@ def test_each_chart_renders_in_headless_chromium_offline(browser: Any, tmp_path:
         "chart-ending-shares": [0.375, 0.1, 0.25],
         "chart-last-inputs": [i["count"] for i in result["endings"]["top_last_inputs"]],
     }
-    for chart_id, values in {**columns, **rows}.items():
-        svg, bars = loaded.chart(chart_id)
-        assert svg["width"] > 100, chart_id
-        assert svg["height"] > 40, chart_id
-        assert len(bars) == len(values), chart_id
-        _proportional(bars, values, "height" if chart_id in columns else "width")
-        for bar in bars:  # inside its chart
-            assert svg["x"] <= bar["x"]
-            assert bar["x"] + bar["width"] <= svg["x"] + svg["width"] + 0.5
+    _check_charts(loaded, columns, rows)
 
     assert loaded.requests == [loaded.url]  # the page itself and nothing else
     assert loaded.errors == []
@@ -370,4 +376,74 @@ def test_many_days_and_long_labels_stay_inside_the_chart(browser: Any, tmp_path:
     assert 2 <= len(boxes) < 59
     for left, right in itertools.pairwise(boxes):  # thinned out so that no two overlap
         assert left["x"] + left["width"] < right["x"]
+    loaded.page.close()
+
+
+# --- the lead's known-answer scenario (tests/insights_scenario.py) ---------------------------
+
+
+def test_text_report_of_the_scenario() -> None:
+    text = report_text.render(scenario.EXPECTED)
+
+    assert _row(text, "spans") == ["spans", "28"]
+    assert _row(text, "returning users") == ["returning users", "1 (25.0%)"]
+    assert _row(text, "newest span") == ["newest span", "2026-11-04 09:01:52Z"]
+    assert _row(text, "ended") == ["ended", "4 (80.0%)"]
+    assert _row(text, "multi-user") == ["multi-user", "1 (20.0%)"]
+    assert _row(text, "visits") == ["visits", "6"]
+    assert _row(text, "duration") == ["duration", "13m 36s", "2m 10s", "37m 40s"]
+    assert _row(text, "active time") == ["active time", "28.8s", "34s", "44s"]
+    assert _row(text, "visit duration") == ["visit duration", "1m 24s", "1m 11s", "2m 47s"]
+    assert _row(text, "alice") == [
+        "alice",
+        "2",
+        "5",
+        "2.5",
+        "31m 20s",
+        "2026-11-02 09:00:00Z",
+        "2026-11-03 10:00:30Z",
+        "2",
+    ]
+    assert _row(text, "bob") == ["bob", "1", "1", "1", "5s", "2026-11-02 09:10:00Z", "2026-11-02 09:10:05Z", "1"]
+    assert _row(text, "last turn failed") == ["last turn failed", "50.0%"]
+    assert _row(text, "any turn failed") == ["any turn failed", "22.2%"]
+    assert "0.90x mean, 1.00x p50" in _row(text, "last turn latency")[1]
+    assert re.search(r"^\s+3  thanks, bye\n\s+1  price\?$", text, re.MULTILINE)
+    assert re.search(r"^\s+1  user_closed_chat$", text, re.MULTILINE)
+    users = [line.split()[0] for line in text[text.index("  user ") :].split("\n\n")[0].splitlines()[2:]]
+    assert users == ["alice", "carol", "dave", "bob"]
+
+
+def test_scenario_page_in_headless_chromium(browser: Any, tmp_path: Path) -> None:
+    result = scenario.EXPECTED
+    loaded = _open(browser, tmp_path, result)
+    charts = result["charts"]
+
+    _check_charts(
+        loaded,
+        columns={
+            "chart-turns-per-session": [1, 2, 2],  # 1, 2 and 3 turns
+            "chart-session-duration": [1, 0, 0, 3, 0, 0, 0, 1],
+            "chart-sessions-per-day": [3, 1, 1],
+        },
+        rows={
+            "chart-top-users": [5, 3, 2, 1],
+            "chart-ending-shares": [0.5, 2 / 9, 0.25],
+            "chart-last-inputs": [3, 1],
+        },
+    )
+    assert [d["day"] for d in charts["sessions_per_day"]] == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    labels = loaded.page.locator("#chart-session-duration text.label").all_text_contents()
+    assert labels == [
+        "\u2264 10s",
+        "10s\u201330s",
+        "30s\u20131m",
+        "1m\u20135m",
+        "5m\u201310m",
+        "10m\u201330m",
+        "30m\u20131h",
+        "> 1h",
+    ]
+    assert loaded.requests == [loaded.url]
+    assert loaded.errors == []
     loaded.page.close()
