@@ -8,6 +8,8 @@ import copy
 import itertools
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 import insights_scenario as scenario
-from spanstamp.insights import _format, report_html, report_text
+from spanstamp.insights import _format, analyze, report_html, report_text
 
 # Text that would run, load something or restyle the page if it reached the HTML unescaped.
 HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\"> & 'q'"
@@ -379,12 +381,30 @@ def test_many_days_and_long_labels_stay_inside_the_chart(browser: Any, tmp_path:
     loaded.page.close()
 
 
-# --- the lead's known-answer scenario (tests/insights_scenario.py) ---------------------------
+# --- the real thing: analyze() and the CLI on the lead's known-answer scenario -------------
+# tests/insights_scenario.py: real SDK spans written by the official OTLP JSON file exporter.
 
 
-def test_text_report_of_the_scenario() -> None:
-    text = report_text.render(scenario.EXPECTED)
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = scenario.write_jsonl(scenario.scenario_spans(), tmp_path_factory.mktemp("scenario") / "spans.jsonl")
+    # The reports below show analyze()'s figures: pin them first, so a wrong figure is named here.
+    scenario.assert_matches(analyze([path]))
+    return path
 
+
+def _cli(*args: str | Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "spanstamp", "insights", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_text_report_of_the_scenario_from_the_cli(scenario_file: Path) -> None:
+    text = _cli(scenario_file)
+
+    assert text == report_text.render(analyze([scenario_file])) + "\n"  # print()ed
     assert _row(text, "spans") == ["spans", "28"]
     assert _row(text, "returning users") == ["returning users", "1 (25.0%)"]
     assert _row(text, "newest span") == ["newest span", "2026-11-04 09:01:52Z"]
@@ -414,15 +434,15 @@ def test_text_report_of_the_scenario() -> None:
     assert users == ["alice", "carol", "dave", "bob"]
 
 
-def test_scenario_page_in_headless_chromium(browser: Any, tmp_path: Path) -> None:
-    result = scenario.EXPECTED
-    loaded = _open(browser, tmp_path, result)
-    charts = result["charts"]
+def test_scenario_page_from_the_cli_in_headless_chromium(browser: Any, scenario_file: Path, tmp_path: Path) -> None:
+    page_path = tmp_path / "report.html"
+    _cli(scenario_file, "--json", "--html", page_path)
+    loaded = LoadedPage(browser, page_path)
 
     _check_charts(
         loaded,
         columns={
-            "chart-turns-per-session": [1, 2, 2],  # 1, 2 and 3 turns
+            "chart-turns-per-session": [1, 2, 2],  # sessions of 1, 2 and 3 turns
             "chart-session-duration": [1, 0, 0, 3, 0, 0, 0, 1],
             "chart-sessions-per-day": [3, 1, 1],
         },
@@ -432,9 +452,10 @@ def test_scenario_page_in_headless_chromium(browser: Any, tmp_path: Path) -> Non
             "chart-last-inputs": [3, 1],
         },
     )
-    assert [d["day"] for d in charts["sessions_per_day"]] == ["2026-11-02", "2026-11-03", "2026-11-04"]
-    labels = loaded.page.locator("#chart-session-duration text.label").all_text_contents()
-    assert labels == [
+    text = loaded.page.locator("#chart-sessions-per-day text.label").all_text_contents()
+    assert text == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    text = loaded.page.locator("#chart-session-duration text.label").all_text_contents()
+    assert text == [
         "\u2264 10s",
         "10s\u201330s",
         "30s\u20131m",
@@ -444,6 +465,8 @@ def test_scenario_page_in_headless_chromium(browser: Any, tmp_path: Path) -> Non
         "30m\u20131h",
         "> 1h",
     ]
+    text = loaded.page.locator("#chart-top-users text.label").all_text_contents()
+    assert text == ["alice", "carol", "dave", "bob"]
     assert loaded.requests == [loaded.url]
     assert loaded.errors == []
     loaded.page.close()

@@ -18,10 +18,10 @@ _RULE = "="
 
 
 def render(result: dict[str, Any]) -> str:
-    """The readable report of `result` (the dict `analyze()` returns), as one string ending in a newline.
+    """The readable report of `result` (the dict `analyze()` returns): lines of text, no final newline.
 
     text = render(analyze(["traces.jsonl"]))
-    print(text, end="")
+    print(text)
     """
     sessions = result.get("sessions") or {}
     users = result.get("users") or {}
@@ -35,7 +35,7 @@ def render(result: dict[str, Any]) -> str:
     skipped = result.get("skipped") or []
     if skipped:
         parts.append(_skipped(skipped))
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(parts)
 
 
 def _heading(title: str) -> str:
