@@ -209,12 +209,14 @@ def test_text_report_of_empty_data_has_no_figures_and_no_error() -> None:
 
 def test_text_report_lists_skipped_input_briefly() -> None:
     result = empty_result()
-    result["skipped"] = [{"file": "t.jsonl", "line": n, "reason": "not JSON"} for n in range(1, 9)]
+    result["skipped"] = [{"file": "t.jsonl", "line": n, "reason": "not JSON"} for n in range(1, 8)]
+    result["skipped"].insert(0, {"file": "old/*.gz", "line": None, "reason": "pattern matches no file"})
     text = report_text.render(result)
 
     assert "Skipped input (8)" in text
-    assert "t.jsonl:5" in text
-    assert "t.jsonl:6" not in text
+    assert re.search(r"^  old/\*\.gz\s+pattern matches no file$", text, re.MULTILINE)
+    assert "t.jsonl:4" in text
+    assert "t.jsonl:5" not in text
     assert "... and 3 more" in text
 
 

@@ -54,7 +54,10 @@ def render(result: dict[str, Any]) -> str:
     ]
     skipped = result.get("skipped") or []
     if skipped:
-        body.append(f'<p class="muted">{fmt.count(len(skipped))} bad input lines were skipped.</p>')
+        body.append(
+            f'<p class="muted">{fmt.count(len(skipped))} inputs were left out (bad lines, unreadable files);'
+            " the terminal report lists them.</p>"
+        )
     return page("spanstamp insights", body)
 
 

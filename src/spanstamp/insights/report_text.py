@@ -173,11 +173,14 @@ def _endings(endings: dict[str, Any]) -> str:
 
 def _skipped(skipped: Sequence[dict[str, Any]]) -> str:
     shown = 5
-    rows = [
-        [f"{fmt.clip(item.get('file'), 40)}:{item.get('line', '?')}", fmt.clip(item.get("reason"))]
-        for item in skipped[:shown]
-    ]
+    rows = [[_where(item), fmt.clip(item.get("reason"))] for item in skipped[:shown]]
     lines = [_heading(f"Skipped input ({fmt.count(len(skipped))})"), *_table(["where", "why"], rows, align="ll")]
     if len(skipped) > shown:
         lines.append(f"  ... and {fmt.count(len(skipped) - shown)} more")
     return "\n".join(lines)
+
+
+def _where(item: dict[str, Any]) -> str:
+    """'file:line', or the file alone when the whole file (or a pattern) was left out."""
+    where = fmt.clip(item.get("file"), 40)
+    return where if item.get("line") is None else f"{where}:{item['line']}"
