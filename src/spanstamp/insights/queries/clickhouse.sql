@@ -1,0 +1,321 @@
+-- spanstamp insights, in ClickHouse, over the table the OpenTelemetry Collector's ClickHouse
+-- exporter writes (`otel_traces`, exporter/clickhouseexporter in opentelemetry-collector-contrib).
+--
+-- One query, one row, one column: the whole insights document as one JSON value, the same
+-- document `spanstamp insights --json` prints for OTLP files (docs/insights.md defines every
+-- figure; docs/insights-clickhouse.md explains how to run this file). Run it as it is:
+--
+--     clickhouse-client --param_idle_s=1800 --param_top=20 --queries-file clickhouse.sql
+--
+-- Parameters (ClickHouse query parameters; over HTTP: ?param_idle_s=1800&param_top=20):
+--   {idle_s:Float64}  the idle threshold in seconds: a longer gap between turns starts a new
+--                     visit, and a session whose last turn ended more than this before the
+--                     newest span in the table counts as ended
+--   {top:UInt32}      how many users `users.top` lists
+--
+-- Columns read (present in every exporter version since the Map-typed schema, 0.80 or so):
+--   TraceId, SpanId, ParentSpanId   hex ids; ParentSpanId is '' for a root span
+--   Timestamp DateTime64(9)         the span's start
+--   Duration                        end - start in ns (UInt64 in newer, Int64 in older schemas)
+--   StatusCode                      'STATUS_CODE_ERROR' (older exporters) or 'Error' (newer)
+--   SpanAttributes Map(String, String)   every attribute value as a string
+--   Events.Name, Events.Attributes       the span events (Nested columns)
+-- The attribute and event names below are the ones `spanstamp.attributes` defines (SESSION_ID,
+-- USER_ID, TASK_ID, FEEDBACK_TASK_ID, INPUT_VALUE, OUTPUT_VALUE, SESSION_END_EVENT,
+-- SESSION_END_REASON); the test suite checks that this file spells them the same way.
+--
+-- Needs ClickHouse 24.4 or newer (recursive CTEs, the analyzer on, as by default since 24.3).
+WITH RECURSIVE
+
+-- 1. spans: the normalized span relation, one row per row of otel_traces.
+--    session_id / user_id are stripped and NULL when empty; a task span carries
+--    spanstamp.task.id; a feedback span (spanstamp.feedback.task_id) is never part of a turn;
+--    a lifecycle span carries its session only in its session.end event (ended_session).
+spans AS (
+    SELECT
+        TraceId AS trace_id,
+        SpanId AS span_id,
+        nullIf(ParentSpanId, '') AS parent_id,
+        toUnixTimestamp64Nano(Timestamp) AS start_ns,
+        start_ns + toInt64(Duration) AS end_ns,
+        StatusCode IN ('STATUS_CODE_ERROR', 'Error') AS failed,
+        nullIf(trim(BOTH ' \t\n\r\f\v' FROM SpanAttributes['session.id']), '') AS session_id,
+        nullIf(trim(BOTH ' \t\n\r\f\v' FROM SpanAttributes['user.id']), '') AS user_id,
+        mapContains(SpanAttributes, 'spanstamp.feedback.task_id') AS is_feedback,
+        mapContains(SpanAttributes, 'spanstamp.task.id') AND NOT is_feedback AS is_task,
+        if(mapContains(SpanAttributes, 'input.value'), toNullable(SpanAttributes['input.value']), NULL) AS input,
+        if(mapContains(SpanAttributes, 'output.value'), toNullable(SpanAttributes['output.value']), NULL) AS output,
+        arrayFirstIndex(name -> name = 'session.end', Events.Name) AS end_event,
+        if(end_event > 0,
+           nullIf(trim(BOTH ' \t\n\r\f\v' FROM Events.Attributes[end_event]['session.id']), ''),
+           NULL) AS ended_session,
+        if(end_event > 0 AND mapContains(Events.Attributes[end_event], 'spanstamp.session.end_reason'),
+           toNullable(Events.Attributes[end_event]['spanstamp.session.end_reason']),
+           NULL) AS end_reason
+    FROM otel_traces
+),
+
+-- 2. task_traces: the traces that hold at least one task span (task() turns).
+task_traces AS (
+    SELECT DISTINCT trace_id FROM spans WHERE is_task
+),
+
+-- 3. walk: every span of those traces reachable from a root (no parent, or a parent missing
+--    from the table), with its outermost task ancestor-or-self as `owner` (NULL above or
+--    outside every task span). Walking down from the roots keeps bad parent links (cycles)
+--    out of the recursion.
+walk AS (
+    SELECT trace_id, span_id, if(is_task, toNullable(span_id), NULL) AS owner
+    FROM spans
+    WHERE trace_id IN task_traces
+      AND (parent_id IS NULL
+           OR (trace_id, assumeNotNull(parent_id)) NOT IN (SELECT trace_id, span_id FROM spans))
+    UNION ALL
+    SELECT child.trace_id, child.span_id, coalesce(up.owner, if(child.is_task, toNullable(child.span_id), NULL))
+    FROM walk AS up
+    INNER JOIN spans AS child ON child.trace_id = up.trace_id AND child.parent_id = up.span_id
+),
+
+-- 4. members: the spans of each turn, keyed (trace_id, kind, turn_key):
+--    kind 'task': an outermost task span and its descendants (turn_key = the task span's id);
+--    kind 'trace': in a trace with no task span, all its spans of one session (turn_key =
+--    that session id). Feedback spans are never members.
+members AS (
+    SELECT s.trace_id AS trace_id, 'task' AS kind, o.outer_task AS turn_key, s.span_id AS span_id,
+           s.start_ns AS start_ns, s.end_ns AS end_ns, s.failed AS failed, s.user_id AS user_id,
+           s.session_id AS session_id, s.input AS input, s.output AS output,
+           s.span_id = o.outer_task AS is_turn_span
+    FROM spans AS s
+    INNER JOIN (
+        SELECT trace_id, span_id, any(owner) AS outer_task FROM walk WHERE owner IS NOT NULL GROUP BY trace_id, span_id
+    ) AS o ON o.trace_id = s.trace_id AND o.span_id = s.span_id
+    WHERE NOT s.is_feedback
+    UNION ALL
+    SELECT trace_id, 'trace', assumeNotNull(session_id), span_id, start_ns, end_ns, failed, user_id,
+           session_id, input, output, false
+    FROM spans
+    WHERE session_id IS NOT NULL AND NOT is_feedback AND trace_id NOT IN task_traces
+),
+
+-- 5. roots: per trace, the input/output of its root span (the earliest span without a parent).
+roots AS (
+    SELECT trace_id,
+           argMin(tuple(input), (start_ns, span_id)).1 AS root_input,
+           argMin(tuple(output), (start_ns, span_id)).1 AS root_output
+    FROM spans
+    WHERE parent_id IS NULL
+    GROUP BY trace_id
+),
+
+-- 6. turns: start = earliest start, end = latest end of its spans; failed if any span failed
+--    (status ERROR); input/output = the task span's, else the trace root's, else the earliest
+--    member's (by start, then span id) that has one; user = the first user.id in time.
+--    A task turn's session is the task span's; turns without a session are dropped.
+turn_rows AS (
+    SELECT m.trace_id AS trace_id, m.kind AS kind, m.turn_key AS turn_key,
+           if(m.kind = 'task', anyIf(m.session_id, m.is_turn_span), any(m.session_id)) AS session_id,
+           min(m.start_ns) AS start_ns,
+           max(m.end_ns) AS end_ns,
+           max(m.failed) AS failed,
+           argMinIf(m.user_id, (m.start_ns, m.span_id), m.user_id IS NOT NULL) AS user_id,
+           coalesce(anyIf(m.input, m.is_turn_span), any(r.root_input),
+                    argMinIf(m.input, (m.start_ns, m.span_id), m.input IS NOT NULL)) AS input,
+           coalesce(anyIf(m.output, m.is_turn_span), any(r.root_output),
+                    argMinIf(m.output, (m.start_ns, m.span_id), m.output IS NOT NULL)) AS output
+    FROM members AS m
+    LEFT JOIN roots AS r ON r.trace_id = m.trace_id
+    GROUP BY m.trace_id, m.kind, m.turn_key
+),
+
+-- 7. turns, in order within their session (by start, then trace id, then key), with the
+--    latest end of the turns before them: the union of turn intervals (active time) and the
+--    visits (a gap, next start - latest end so far, longer than idle_s starts a new visit).
+ordered AS (
+    SELECT *,
+           end_ns - start_ns AS latency_ns,
+           row_number() OVER in_session AS position,
+           max(end_ns) OVER (in_session ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+    FROM turn_rows
+    WHERE session_id IS NOT NULL
+    WINDOW in_session AS (PARTITION BY session_id ORDER BY start_ns, trace_id, turn_key)
+),
+flagged AS (
+    SELECT *,
+           if(position = 1, latency_ns, greatest(0, end_ns - greatest(start_ns, prev_end))) AS active_ns,
+           position = 1 OR (start_ns - prev_end) > {idle_s:Float64} * 1e9 AS new_visit
+    FROM ordered
+),
+turns AS (
+    SELECT *,
+           sum(new_visit) OVER (PARTITION BY session_id ORDER BY start_ns, trace_id, turn_key
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit
+    FROM flagged
+),
+
+-- 8. newest: the latest span end in the table (NULL when it is empty).
+newest AS (
+    SELECT maxOrNull(end_ns) AS newest_ns FROM spans
+),
+
+-- 9. recorded_ends: sessions end_session() recorded (a session.end event), with the reason of
+--    their latest recorded end that has one (`endings.reasons` counts them, one per session).
+recorded_ends AS (
+    SELECT assumeNotNull(ended_session) AS session_id,
+           argMaxIf(end_reason, end_ns, end_reason IS NOT NULL) AS reason
+    FROM spans
+    WHERE ended_session IS NOT NULL
+    GROUP BY session_id
+),
+
+-- 10. sessions: all turns with one session id. user = the first turn user in time (turn
+--     start, then trace id); multi_user when its turns carry several users; duration = last
+--     turn end - first turn start; active = the union of its turns; the last turn is the one
+--     that started last. ended = recorded, or its last turn ended more than idle_s before newest.
+session_rows AS (
+    SELECT session_id,
+           count() AS turns,
+           min(start_ns) AS first_start,
+           max(end_ns) AS last_end,
+           (last_end - first_start) / 1e9 AS duration_s,
+           sum(active_ns) / 1e9 AS active_s,
+           max(visit) AS visits,
+           argMinIf(user_id, (start_ns, trace_id), user_id IS NOT NULL) AS session_user,
+           uniqExact(user_id) AS users,
+           sum(failed) AS failed_turns,
+           argMax(failed, (start_ns, trace_id, turn_key)) AS last_failed,
+           argMax(latency_ns, (start_ns, trace_id, turn_key)) AS last_latency_ns,
+           argMax(tuple(input), (start_ns, trace_id, turn_key)).1 AS last_input,
+           quantileExactInclusive(0.5)(latency_ns) AS median_latency_ns,
+           groupUniqArray(toDate(fromUnixTimestamp64Nano(start_ns, 'UTC'), 'UTC')) AS days
+    FROM turns
+    GROUP BY session_id
+),
+sessions AS (
+    SELECT *,
+           session_id IN (SELECT session_id FROM recorded_ends) AS recorded,
+           recorded OR ((SELECT newest_ns FROM newest) - last_end) > {idle_s:Float64} * 1e9 AS ended,
+           if(median_latency_ns > 0, last_latency_ns / median_latency_ns, NULL) AS last_latency_ratio,
+           nullIf(lowerUTF8(trim(BOTH ' ' FROM replaceRegexpAll(last_input, '\\s+', ' '))), '') AS last_input_norm
+    FROM session_rows
+),
+
+-- 11. visits: each visit's duration (its latest end - its earliest start).
+visits AS (
+    SELECT (max(end_ns) - min(start_ns)) / 1e9 AS duration_s
+    FROM turns
+    GROUP BY session_id, visit
+),
+
+-- 12. users: per session user, over the sessions whose user it is: first/last seen = their
+--     earliest turn start / latest turn end; active_days = distinct UTC dates of their turn
+--     starts; a returning user is active on two or more days.
+users AS (
+    SELECT assumeNotNull(session_user) AS user_id,
+           count() AS n_sessions,
+           sum(turns) AS n_turns,
+           avg(turns) AS mean_turns_per_session,
+           avg(duration_s) AS mean_session_duration_s,
+           min(first_start) AS first_ns,
+           max(last_end) AS last_ns,
+           length(groupUniqArrayArray(days)) AS active_days
+    FROM sessions
+    WHERE session_user IS NOT NULL
+    GROUP BY session_user
+)
+
+-- 13. The document. Times are ISO 8601 UTC with milliseconds (truncated) and a Z; shares are
+--     NULL when nothing divides; statistics are NULL over nothing; percentiles interpolate
+--     linearly between closest ranks (quantileExactInclusive, NumPy's default).
+SELECT toJSONString(CAST(tuple(
+    (SELECT count() FROM spans),
+    (SELECT count() FROM turns),
+    {idle_s:Float64},
+    (SELECT if(newest_ns IS NULL, NULL,
+               concat(formatDateTime(toDateTime(intDiv(assumeNotNull(newest_ns), 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
+                      '.', leftPad(toString(intDiv(assumeNotNull(newest_ns), 1000000) % 1000), 3, '0'), 'Z'))
+     FROM newest),
+    (SELECT tuple(
+         count(),
+         countIf(turns = 1),
+         countIf(users > 1),
+         countIf(ended),
+         tuple(avgOrNull(turns), quantileExactInclusiveOrNull(0.5)(turns), quantileExactInclusiveOrNull(0.9)(turns)),
+         tuple(avgOrNull(duration_s), quantileExactInclusiveOrNull(0.5)(duration_s),
+               quantileExactInclusiveOrNull(0.9)(duration_s)),
+         tuple(avgOrNull(active_s), quantileExactInclusiveOrNull(0.5)(active_s),
+               quantileExactInclusiveOrNull(0.9)(active_s)),
+         (SELECT count() FROM visits),
+         (SELECT tuple(avgOrNull(duration_s), quantileExactInclusiveOrNull(0.5)(duration_s),
+                       quantileExactInclusiveOrNull(0.9)(duration_s)) FROM visits))
+     FROM sessions),
+    tuple(
+        (SELECT count() FROM users),
+        (SELECT countIf(active_days >= 2) FROM users),
+        (SELECT arraySlice(
+             arraySort(u -> (-toInt64(u.3), u.1), groupArray(tuple(
+                 user_id, n_sessions, n_turns, mean_turns_per_session, mean_session_duration_s,
+                 concat(formatDateTime(toDateTime(intDiv(first_ns, 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
+                        '.', leftPad(toString(intDiv(first_ns, 1000000) % 1000), 3, '0'), 'Z'),
+                 concat(formatDateTime(toDateTime(intDiv(last_ns, 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
+                        '.', leftPad(toString(intDiv(last_ns, 1000000) % 1000), 3, '0'), 'Z'),
+                 active_days))),
+             1, {top:UInt32})
+         FROM users)),
+    (SELECT tuple(
+         countIf(ended),
+         if(countIf(ended) = 0, NULL, countIf(ended AND last_failed) / countIf(ended)),
+         if(sumIf(turns, ended) = 0, NULL, sumIf(failed_turns, ended) / sumIf(turns, ended)),
+         tuple(avgOrNullIf(last_latency_ratio, ended), quantileExactInclusiveOrNullIf(0.5)(last_latency_ratio, ended)),
+         if(countIf(ended) = 0, NULL, countIf(ended AND turns = 1) / countIf(ended)),
+         (SELECT arraySlice(arraySort(x -> (-toInt64(x.2), x.1), groupArray(tuple(input, n))), 1, 10)
+          FROM (SELECT last_input_norm AS input, count() AS n FROM sessions
+                WHERE ended AND last_input_norm IS NOT NULL GROUP BY input)),
+         (SELECT arraySort(x -> (-toInt64(x.2), x.1), groupArray(tuple(reason, n)))
+          FROM (SELECT assumeNotNull(reason) AS reason, count() AS n FROM recorded_ends
+                WHERE reason IS NOT NULL AND session_id IN (SELECT session_id FROM sessions)
+                GROUP BY reason)))
+     FROM sessions),
+    tuple(
+        (SELECT arraySort(x -> x.1, groupArray(tuple(turns, n)))
+         FROM (SELECT turns, count() AS n FROM sessions GROUP BY turns)),
+        (SELECT if(count() = 0, [],
+                   arrayZip([10, 30, 60, 300, 600, 1800, 3600, NULL],
+                            [countIf(bucket = 1), countIf(bucket = 2), countIf(bucket = 3), countIf(bucket = 4),
+                             countIf(bucket = 5), countIf(bucket = 6), countIf(bucket = 7), countIf(bucket = 8)]))
+         FROM (SELECT arrayFirstIndex(le -> duration_s <= le, [10., 30., 60., 300., 600., 1800., 3600., inf]) AS bucket
+               FROM sessions)),
+        (SELECT arraySort(x -> x.1, groupArray(tuple(toString(day), n)))
+         FROM (SELECT toDate(fromUnixTimestamp64Nano(first_start, 'UTC'), 'UTC') AS day, count() AS n
+               FROM sessions GROUP BY day)))
+), 'Tuple(
+    spans UInt64,
+    turns UInt64,
+    idle_s Float64,
+    newest Nullable(String),
+    sessions Tuple(
+        count UInt64, single_turn UInt64, multi_user UInt64, ended UInt64,
+        turns_per_session Tuple(mean Nullable(Float64), p50 Nullable(Float64), p90 Nullable(Float64)),
+        duration_s Tuple(mean Nullable(Float64), p50 Nullable(Float64), p90 Nullable(Float64)),
+        active_s Tuple(mean Nullable(Float64), p50 Nullable(Float64), p90 Nullable(Float64)),
+        visits UInt64,
+        visit_duration_s Tuple(mean Nullable(Float64), p50 Nullable(Float64), p90 Nullable(Float64))),
+    users Tuple(
+        count UInt64, returning UInt64,
+        top Array(Tuple(
+            user_id String, sessions UInt64, turns UInt64, mean_turns_per_session Float64,
+            mean_session_duration_s Float64, first_seen String, last_seen String, active_days UInt64))),
+    endings Tuple(
+        ended UInt64,
+        last_turn_failed_share Nullable(Float64),
+        all_turns_failed_share Nullable(Float64),
+        last_turn_latency_ratio Tuple(mean Nullable(Float64), p50 Nullable(Float64)),
+        single_turn_share Nullable(Float64),
+        top_last_inputs Array(Tuple(input String, count UInt64)),
+        reasons Array(Tuple(reason String, count UInt64))),
+    charts Tuple(
+        turns_per_session Array(Tuple(turns UInt64, sessions UInt64)),
+        session_duration_s Array(Tuple(le Nullable(UInt64), sessions UInt64)),
+        sessions_per_day Array(Tuple(day String, sessions UInt64))))'
+)) AS insights
+SETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_named_tuples_as_objects = 1
+FORMAT TabSeparatedRaw
