@@ -47,10 +47,14 @@ def query_text(table: str = DEFAULT_TABLE) -> str:
     """
     if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
         size = len(table) if isinstance(table, str) else None
-        raise ValueError(f"table must be a name or database.name of letters, digits and _ ({type(table).__name__}, size {size})")
+        raise ValueError(
+            f"table must be name or database.name, letters, digits, _ ({type(table).__name__}, size {size})"
+        )
     sql = QUERY_FILE.read_text(encoding="utf-8")
     if sql.count(_FROM_TABLE) != 1:  # the file's own invariant; a test pins it
         raise RuntimeError(f"{QUERY_FILE.name} must read {DEFAULT_TABLE} exactly once")
+    if table == DEFAULT_TABLE:
+        return sql  # the file exactly as a user runs it
     quoted = ".".join(f"`{part}`" for part in table.split("."))
     return sql.replace(_FROM_TABLE, f"FROM {quoted}\n")
 

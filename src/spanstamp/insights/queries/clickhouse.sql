@@ -63,7 +63,8 @@ task_traces AS (
 -- 3. walk: every span of those traces reachable from a root (no parent, or a parent missing
 --    from the table), with its outermost task ancestor-or-self as `owner` (NULL above or
 --    outside every task span). Walking down from the roots keeps bad parent links (cycles)
---    out of the recursion.
+--    out of the recursion; each step joins the spans to the previous level only (the hash
+--    side), so the table is streamed once per level of depth.
 walk AS (
     SELECT trace_id, span_id, if(is_task, toNullable(span_id), NULL) AS owner
     FROM spans
@@ -72,8 +73,8 @@ walk AS (
            OR (trace_id, assumeNotNull(parent_id)) NOT IN (SELECT trace_id, span_id FROM spans))
     UNION ALL
     SELECT child.trace_id, child.span_id, coalesce(up.owner, if(child.is_task, toNullable(child.span_id), NULL))
-    FROM walk AS up
-    INNER JOIN spans AS child ON child.trace_id = up.trace_id AND child.parent_id = up.span_id
+    FROM spans AS child
+    INNER JOIN walk AS up ON up.trace_id = child.trace_id AND up.span_id = child.parent_id
 ),
 
 -- 4. members: the spans of each turn, keyed (trace_id, kind, turn_key):
@@ -152,15 +153,16 @@ turns AS (
     FROM flagged
 ),
 
--- 8. newest: the latest span end in the table (NULL when it is empty).
-newest AS (
-    SELECT maxOrNull(end_ns) AS newest_ns FROM spans
+-- 8. span_totals: the span count and the newest span end (NULL for an empty table).
+span_totals AS (
+    SELECT count() AS spans, maxOrNull(end_ns) AS newest_ns FROM spans
 ),
 
--- 9. recorded_ends: sessions end_session() recorded (a session.end event), with the reason of
---    their latest recorded end that has one (`endings.reasons` counts them, one per session).
+-- 9. recorded_ends: the sessions end_session() recorded (a session.end event), each with the
+--    reason of its latest recorded end that has one (`endings.reasons` counts one per session).
 recorded_ends AS (
     SELECT assumeNotNull(ended_session) AS session_id,
+           true AS recorded,
            argMaxIf(end_reason, end_ns, end_reason IS NOT NULL) AS reason
     FROM spans
     WHERE ended_session IS NOT NULL
@@ -169,8 +171,9 @@ recorded_ends AS (
 
 -- 10. sessions: all turns with one session id. user = the first turn user in time (turn
 --     start, then trace id); multi_user when its turns carry several users; duration = last
---     turn end - first turn start; active = the union of its turns; the last turn is the one
---     that started last. ended = recorded, or its last turn ended more than idle_s before newest.
+--     turn end - first turn start; active = the union of its turns; a visit lasts from its
+--     first turn start to its latest turn end; the last turn is the one that started last.
+--     ended = recorded, or its last turn ended more than idle_s before the newest span end.
 session_rows AS (
     SELECT session_id,
            count() AS turns,
@@ -178,7 +181,8 @@ session_rows AS (
            max(end_ns) AS last_end,
            (last_end - first_start) / 1e9 AS duration_s,
            sum(active_ns) / 1e9 AS active_s,
-           max(visit) AS visits,
+           arrayMap((first, last) -> (last - first) / 1e9,
+                    minMap([visit], [start_ns]).2, maxMap([visit], [end_ns]).2) AS visit_durations_s,
            argMinIf(user_id, (start_ns, trace_id), user_id IS NOT NULL) AS session_user,
            uniqExact(user_id) AS users,
            sum(failed) AS failed_turns,
@@ -191,102 +195,117 @@ session_rows AS (
     GROUP BY session_id
 ),
 sessions AS (
-    SELECT *,
-           session_id IN (SELECT session_id FROM recorded_ends) AS recorded,
-           recorded OR ((SELECT newest_ns FROM newest) - last_end) > {idle_s:Float64} * 1e9 AS ended,
-           if(median_latency_ns > 0, last_latency_ns / median_latency_ns, NULL) AS last_latency_ratio,
-           nullIf(lowerUTF8(trim(BOTH ' ' FROM replaceRegexpAll(last_input, '\\s+', ' '))), '') AS last_input_norm
-    FROM session_rows
+    SELECT s.*,
+           e.reason AS reason,
+           ifNull(e.recorded, false) OR ((SELECT newest_ns FROM span_totals) - s.last_end) > {idle_s:Float64} * 1e9 AS ended,
+           if(s.median_latency_ns > 0, s.last_latency_ns / s.median_latency_ns, NULL) AS last_latency_ratio,
+           nullIf(lowerUTF8(trim(BOTH ' ' FROM replaceRegexpAll(s.last_input, '\\s+', ' '))), '') AS last_input_norm,
+           -- the duration bucket: 1..8 for <= 10, 30, 60, 300, 600, 1800, 3600 s and longer
+           arrayFirstIndex(le -> s.duration_s <= le, [10., 30., 60., 300., 600., 1800., 3600., inf]) AS bucket
+    FROM session_rows AS s
+    LEFT JOIN recorded_ends AS e ON e.session_id = s.session_id
 ),
 
--- 11. visits: each visit's duration (its latest end - its earliest start).
-visits AS (
-    SELECT (max(end_ns) - min(start_ns)) / 1e9 AS duration_s
-    FROM turns
-    GROUP BY session_id, visit
-),
+-- The figures below read `sessions` three times, and ClickHouse computes a WITH subquery
+-- each time it is read: session_figures, user_figures and last_inputs each run the pipeline
+-- above once (a fixed cost, however large the table).
 
--- 12. users: per session user, over the sessions whose user it is: first/last seen = their
---     earliest turn start / latest turn end; active_days = distinct UTC dates of their turn
---     starts; a returning user is active on two or more days.
-users AS (
-    SELECT assumeNotNull(session_user) AS user_id,
-           count() AS n_sessions,
+-- 11. session_figures: every session, visit, ending and chart figure in one pass.
+session_figures AS (
+    SELECT count() AS n_sessions,
            sum(turns) AS n_turns,
-           avg(turns) AS mean_turns_per_session,
-           avg(duration_s) AS mean_session_duration_s,
-           min(first_start) AS first_ns,
-           max(last_end) AS last_ns,
-           length(groupUniqArrayArray(days)) AS active_days
+           countIf(turns = 1) AS n_single_turn,
+           countIf(users > 1) AS n_multi_user,
+           countIf(ended) AS n_ended,
+           tuple(avgOrNull(turns), quantileExactInclusiveOrNull(0.5)(turns),
+                 quantileExactInclusiveOrNull(0.9)(turns)) AS turns_per_session,
+           tuple(avgOrNull(duration_s), quantileExactInclusiveOrNull(0.5)(duration_s),
+                 quantileExactInclusiveOrNull(0.9)(duration_s)) AS duration_stats,
+           tuple(avgOrNull(active_s), quantileExactInclusiveOrNull(0.5)(active_s),
+                 quantileExactInclusiveOrNull(0.9)(active_s)) AS active_stats,
+           groupArrayArray(visit_durations_s) AS visit_durations,
+           -- endings, over ended sessions only (NULL shares when none ended)
+           if(n_ended = 0, NULL, countIf(ended AND last_failed) / n_ended) AS last_turn_failed_share,
+           if(sumIf(turns, ended) = 0, NULL, sumIf(failed_turns, ended) / sumIf(turns, ended)) AS all_turns_failed_share,
+           tuple(avgOrNullIf(last_latency_ratio, ended),
+                 quantileExactInclusiveOrNullIf(0.5)(last_latency_ratio, ended)) AS last_turn_latency_ratio,
+           if(n_ended = 0, NULL, countIf(ended AND turns = 1) / n_ended) AS single_turn_share,
+           sumMapIf([assumeNotNull(reason)], [toUInt64(1)], ended AND reason IS NOT NULL) AS by_reason,
+           -- charts: sessions by turn count, by duration bucket, by the UTC day of their first turn
+           sumMap([turns], [toUInt64(1)]) AS by_turns,
+           [countIf(bucket = 1), countIf(bucket = 2), countIf(bucket = 3), countIf(bucket = 4),
+            countIf(bucket = 5), countIf(bucket = 6), countIf(bucket = 7), countIf(bucket = 8)] AS by_bucket,
+           sumMap([toDate(fromUnixTimestamp64Nano(first_start, 'UTC'), 'UTC')], [toUInt64(1)]) AS by_day
     FROM sessions
-    WHERE session_user IS NOT NULL
-    GROUP BY session_user
+),
+
+-- 12. user_figures: per session user, over the sessions whose user it is: first/last seen =
+--     their earliest turn start / latest turn end; active_days = distinct UTC dates of their
+--     turn starts; returning = active on two or more days. `top`: by turns desc, then user id.
+user_figures AS (
+    SELECT count() AS n_users,
+           countIf(active_days >= 2) AS n_returning,
+           arraySlice(groupArraySorted(greatest({top:UInt32}, 1))(tuple(
+               -toInt64(n_turns), user_id, n_sessions, mean_turns_per_session, mean_session_duration_s,
+               first_ns, last_ns, active_days)), 1, {top:UInt32}) AS top
+    FROM (
+        SELECT assumeNotNull(session_user) AS user_id,
+               count() AS n_sessions,
+               sum(turns) AS n_turns,
+               avg(turns) AS mean_turns_per_session,
+               avg(duration_s) AS mean_session_duration_s,
+               min(first_start) AS first_ns,
+               max(last_end) AS last_ns,
+               length(groupUniqArrayArray(days)) AS active_days
+        FROM sessions
+        WHERE session_user IS NOT NULL
+        GROUP BY session_user
+    )
+),
+
+-- 13. last_inputs: the 10 most frequent last-turn inputs of ended sessions, compared as
+--     lower(trim(whitespace collapsed)); by count desc, then input.
+last_inputs AS (
+    SELECT groupArraySorted(10)(tuple(-toInt64(n), input)) AS top
+    FROM (
+        SELECT assumeNotNull(last_input_norm) AS input, count() AS n
+        FROM sessions
+        WHERE ended AND last_input_norm IS NOT NULL
+        GROUP BY input
+    )
 )
 
--- 13. The document. Times are ISO 8601 UTC with milliseconds (truncated) and a Z; shares are
+-- 14. The document. Times are ISO 8601 UTC with milliseconds (truncated) and a Z; shares are
 --     NULL when nothing divides; statistics are NULL over nothing; percentiles interpolate
---     linearly between closest ranks (quantileExactInclusive, NumPy's default).
+--     linearly between closest ranks (quantileExactInclusive, NumPy's default). The CAST
+--     names every field (and so the JSON keys) and fixes its type.
 SELECT toJSONString(CAST(tuple(
-    (SELECT count() FROM spans),
-    (SELECT count() FROM turns),
+    t.spans,
+    f.n_turns,
     {idle_s:Float64},
-    (SELECT if(newest_ns IS NULL, NULL,
-               concat(formatDateTime(toDateTime(intDiv(assumeNotNull(newest_ns), 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
-                      '.', leftPad(toString(intDiv(assumeNotNull(newest_ns), 1000000) % 1000), 3, '0'), 'Z'))
-     FROM newest),
-    (SELECT tuple(
-         count(),
-         countIf(turns = 1),
-         countIf(users > 1),
-         countIf(ended),
-         tuple(avgOrNull(turns), quantileExactInclusiveOrNull(0.5)(turns), quantileExactInclusiveOrNull(0.9)(turns)),
-         tuple(avgOrNull(duration_s), quantileExactInclusiveOrNull(0.5)(duration_s),
-               quantileExactInclusiveOrNull(0.9)(duration_s)),
-         tuple(avgOrNull(active_s), quantileExactInclusiveOrNull(0.5)(active_s),
-               quantileExactInclusiveOrNull(0.9)(active_s)),
-         (SELECT count() FROM visits),
-         (SELECT tuple(avgOrNull(duration_s), quantileExactInclusiveOrNull(0.5)(duration_s),
-                       quantileExactInclusiveOrNull(0.9)(duration_s)) FROM visits))
-     FROM sessions),
-    tuple(
-        (SELECT count() FROM users),
-        (SELECT countIf(active_days >= 2) FROM users),
-        (SELECT arraySlice(
-             arraySort(u -> (-toInt64(u.3), u.1), groupArray(tuple(
-                 user_id, n_sessions, n_turns, mean_turns_per_session, mean_session_duration_s,
-                 concat(formatDateTime(toDateTime(intDiv(first_ns, 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
-                        '.', leftPad(toString(intDiv(first_ns, 1000000) % 1000), 3, '0'), 'Z'),
-                 concat(formatDateTime(toDateTime(intDiv(last_ns, 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
-                        '.', leftPad(toString(intDiv(last_ns, 1000000) % 1000), 3, '0'), 'Z'),
-                 active_days))),
-             1, {top:UInt32})
-         FROM users)),
-    (SELECT tuple(
-         countIf(ended),
-         if(countIf(ended) = 0, NULL, countIf(ended AND last_failed) / countIf(ended)),
-         if(sumIf(turns, ended) = 0, NULL, sumIf(failed_turns, ended) / sumIf(turns, ended)),
-         tuple(avgOrNullIf(last_latency_ratio, ended), quantileExactInclusiveOrNullIf(0.5)(last_latency_ratio, ended)),
-         if(countIf(ended) = 0, NULL, countIf(ended AND turns = 1) / countIf(ended)),
-         (SELECT arraySlice(arraySort(x -> (-toInt64(x.2), x.1), groupArray(tuple(input, n))), 1, 10)
-          FROM (SELECT last_input_norm AS input, count() AS n FROM sessions
-                WHERE ended AND last_input_norm IS NOT NULL GROUP BY input)),
-         (SELECT arraySort(x -> (-toInt64(x.2), x.1), groupArray(tuple(reason, n)))
-          FROM (SELECT assumeNotNull(reason) AS reason, count() AS n FROM recorded_ends
-                WHERE reason IS NOT NULL AND session_id IN (SELECT session_id FROM sessions)
-                GROUP BY reason)))
-     FROM sessions),
-    tuple(
-        (SELECT arraySort(x -> x.1, groupArray(tuple(turns, n)))
-         FROM (SELECT turns, count() AS n FROM sessions GROUP BY turns)),
-        (SELECT if(count() = 0, [],
-                   arrayZip([10, 30, 60, 300, 600, 1800, 3600, NULL],
-                            [countIf(bucket = 1), countIf(bucket = 2), countIf(bucket = 3), countIf(bucket = 4),
-                             countIf(bucket = 5), countIf(bucket = 6), countIf(bucket = 7), countIf(bucket = 8)]))
-         FROM (SELECT arrayFirstIndex(le -> duration_s <= le, [10., 30., 60., 300., 600., 1800., 3600., inf]) AS bucket
-               FROM sessions)),
-        (SELECT arraySort(x -> x.1, groupArray(tuple(toString(day), n)))
-         FROM (SELECT toDate(fromUnixTimestamp64Nano(first_start, 'UTC'), 'UTC') AS day, count() AS n
-               FROM sessions GROUP BY day)))
+    if(t.newest_ns IS NULL, NULL,
+       concat(formatDateTime(toDateTime(intDiv(assumeNotNull(t.newest_ns), 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
+              '.', leftPad(toString(intDiv(assumeNotNull(t.newest_ns), 1000000) % 1000), 3, '0'), 'Z')),
+    tuple(f.n_sessions, f.n_single_turn, f.n_multi_user, f.n_ended, f.turns_per_session, f.duration_stats, f.active_stats,
+          length(f.visit_durations),
+          tuple(arrayReduce('avgOrNull', f.visit_durations),
+                arrayReduce('quantileExactInclusiveOrNull(0.5)', f.visit_durations),
+                arrayReduce('quantileExactInclusiveOrNull(0.9)', f.visit_durations))),
+    tuple(u.n_users, u.n_returning,
+          arrayMap(x -> tuple(x.2, x.3, -x.1, x.4, x.5,
+                              concat(formatDateTime(toDateTime(intDiv(x.6, 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
+                                     '.', leftPad(toString(intDiv(x.6, 1000000) % 1000), 3, '0'), 'Z'),
+                              concat(formatDateTime(toDateTime(intDiv(x.7, 1000000000), 'UTC'), '%Y-%m-%dT%H:%i:%S'),
+                                     '.', leftPad(toString(intDiv(x.7, 1000000) % 1000), 3, '0'), 'Z'),
+                              x.8),
+                   u.top)),
+    tuple(f.n_ended, f.last_turn_failed_share, f.all_turns_failed_share, f.last_turn_latency_ratio,
+          f.single_turn_share,
+          arrayMap(x -> tuple(x.2, -x.1), l.top),
+          arraySort(x -> (-toInt64(x.2), x.1), arrayZip(f.by_reason.1, f.by_reason.2))),
+    tuple(arrayZip(f.by_turns.1, f.by_turns.2),
+          if(f.n_sessions = 0, [], arrayZip([10, 30, 60, 300, 600, 1800, 3600, NULL], f.by_bucket)),
+          arrayZip(arrayMap(day -> toString(day), f.by_day.1), f.by_day.2))
 ), 'Tuple(
     spans UInt64,
     turns UInt64,
@@ -317,5 +336,6 @@ SELECT toJSONString(CAST(tuple(
         session_duration_s Array(Tuple(le Nullable(UInt64), sessions UInt64)),
         sessions_per_day Array(Tuple(day String, sessions UInt64))))'
 )) AS insights
+FROM span_totals AS t, session_figures AS f, user_figures AS u, last_inputs AS l
 SETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_named_tuples_as_objects = 1
 FORMAT TabSeparatedRaw

@@ -1,0 +1,396 @@
+"""The ClickHouse query file, run by chDB on an ``otel_traces`` table loaded with the scenario.
+
+The table has the schema the OpenTelemetry Collector's ClickHouse exporter creates, and the
+rows are what that exporter writes for the scenario's SDK spans (``_row`` follows its
+``pushTraceData``: hex ids, start as DateTime64(9), duration in ns, the status and kind as
+proto enum names, every attribute value as a string). chDB is ClickHouse in-process; these
+tests skip without it (the ``insights-clickhouse`` extra). chDB cannot serve ClickHouse's
+HTTP interface, so ``analyze_clickhouse`` is tested against a small HTTP server on 127.0.0.1
+that runs each query it receives in chDB and answers as ClickHouse does (status, body,
+``X-ClickHouse-Exception-Code``): a stand-in for the server, the only one in this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from insights_scenario import DAY, EXPECTED, IDLE_S, assert_matches, iso, scenario_spans, write_jsonl
+from spanstamp import attributes as attr
+from spanstamp.insights.clickhouse import (
+    QUERY_FILE,
+    ClickHouseError,
+    analyze_chdb,
+    analyze_clickhouse,
+    query_parameters,
+    query_text,
+)
+
+# The exporter's CREATE TABLE (exporter/clickhouseexporter/internal/sql_templates/traces_table.sql,
+# with its MergeTree engine and no TTL). Older releases lack ScopeName/ScopeVersion and have
+# Duration Int64; the query reads neither difference.
+_DDL = """
+CREATE TABLE {table} (
+    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(Timestamp)
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+# traceutil.StatusCodeStr in older exporters; ptrace's StatusCode.String() in newer ones.
+_PROTO_STATUS = {
+    StatusCode.UNSET: "STATUS_CODE_UNSET",
+    StatusCode.OK: "STATUS_CODE_OK",
+    StatusCode.ERROR: "STATUS_CODE_ERROR",
+}
+_SHORT_STATUS = {StatusCode.UNSET: "Unset", StatusCode.OK: "Ok", StatusCode.ERROR: "Error"}
+# The rows as JSON, the times as ns integers (fromUnixTimestamp64Nano makes them DateTime64(9)
+# exactly, whatever the server's time zone).
+_STRUCTURE = (
+    "ts Int64, TraceId String, SpanId String, ParentSpanId String, TraceState String, SpanName String, "
+    "SpanKind String, ServiceName String, ResourceAttributes Map(String, String), ScopeName String, "
+    "ScopeVersion String, SpanAttributes Map(String, String), Duration UInt64, StatusCode String, "
+    "StatusMessage String, event_ts Array(Int64), `Events.Name` Array(String), "
+    "`Events.Attributes` Array(Map(String, String)), `Links.TraceId` Array(String), `Links.SpanId` Array(String), "
+    "`Links.TraceState` Array(String), `Links.Attributes` Array(Map(String, String))"
+)
+_COLUMNS = ", ".join(
+    f"`{name}`"
+    for name in (
+        "TraceId",
+        "SpanId",
+        "ParentSpanId",
+        "TraceState",
+        "SpanName",
+        "SpanKind",
+        "ServiceName",
+        "ResourceAttributes",
+        "ScopeName",
+        "ScopeVersion",
+        "SpanAttributes",
+        "Duration",
+        "StatusCode",
+        "StatusMessage",
+        "Events.Name",
+        "Events.Attributes",
+        "Links.TraceId",
+        "Links.SpanId",
+        "Links.TraceState",
+        "Links.Attributes",
+    )
+)
+
+
+def _text(value: Any) -> str:
+    """pcommon.Value.AsString(): strings as they are, bools and numbers as Go prints them, arrays as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")  # strconv.FormatFloat(v, 'f', -1, 64)
+    return json.dumps([v for v in value], separators=(",", ":"))
+
+
+def _attributes(attributes: Any) -> dict[str, str]:
+    return {key: _text(value) for key, value in (attributes or {}).items()}
+
+
+def _row(span: ReadableSpan, status: dict[StatusCode, str]) -> dict[str, Any]:
+    context, scope = span.get_span_context(), span.instrumentation_scope
+    assert context is not None
+    assert span.start_time is not None
+    assert span.end_time is not None
+    return {
+        "ts": span.start_time,
+        "TraceId": f"{context.trace_id:032x}",
+        "SpanId": f"{context.span_id:016x}",
+        "ParentSpanId": f"{span.parent.span_id:016x}" if span.parent is not None else "",
+        "TraceState": context.trace_state.to_header(),
+        "SpanName": span.name,
+        "SpanKind": f"SPAN_KIND_{span.kind.name}",
+        "ServiceName": _text(span.resource.attributes.get("service.name", "")),
+        "ResourceAttributes": _attributes(span.resource.attributes),
+        "ScopeName": scope.name if scope is not None else "",
+        "ScopeVersion": (scope.version or "") if scope is not None else "",
+        "SpanAttributes": _attributes(span.attributes),
+        "Duration": span.end_time - span.start_time,
+        "StatusCode": status[span.status.status_code],
+        "StatusMessage": span.status.description or "",
+        "event_ts": [event.timestamp for event in span.events],
+        "Events.Name": [event.name for event in span.events],
+        "Events.Attributes": [_attributes(event.attributes) for event in span.events],
+        "Links.TraceId": [f"{link.context.trace_id:032x}" for link in span.links],
+        "Links.SpanId": [f"{link.context.span_id:016x}" for link in span.links],
+        "Links.TraceState": [link.context.trace_state.to_header() for link in span.links],
+        "Links.Attributes": [_attributes(link.attributes) for link in span.links],
+    }
+
+
+def load(
+    session: Any, table: str, spans: Sequence[ReadableSpan], status: dict[StatusCode, str] = _PROTO_STATUS
+) -> None:
+    """Create ``table`` with the exporter's schema and insert ``spans`` as the exporter would."""
+    session.query(_DDL.format(table=table))
+    if not spans:
+        return
+    rows = "\n".join(json.dumps(_row(span, status)) for span in spans)
+    session.query(
+        f"INSERT INTO {table} (Timestamp, `Events.Timestamp`, {_COLUMNS}) "
+        f"SELECT fromUnixTimestamp64Nano(ts), arrayMap(t -> fromUnixTimestamp64Nano(t), event_ts), {_COLUMNS} "
+        f"FROM format(JSONEachRow, '{_STRUCTURE}', $${rows}$$)"
+    )
+
+
+@pytest.fixture(scope="module")
+def chdb_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    pytest.importorskip("chdb", reason="the insights-clickhouse extra (chdb) is not installed")
+    from chdb.session import Session
+
+    session = Session(str(tmp_path_factory.mktemp("chdb")))
+    spans = scenario_spans()
+    load(session, "otel_traces", spans)
+    for database in ("newer", "empty"):
+        session.query(f"CREATE DATABASE {database}")
+    load(session, "newer.otel_traces", spans, _SHORT_STATUS)
+    load(session, "empty.otel_traces", [])
+    yield session
+    session.close()
+
+
+# --- the query file ----------------------------------------------------------------------
+
+
+def test_the_query_spells_the_names_spanstamp_attributes_defines() -> None:
+    sql = QUERY_FILE.read_text(encoding="utf-8")
+    names = (
+        attr.SESSION_ID,
+        attr.USER_ID,
+        attr.TASK_ID,
+        attr.FEEDBACK_TASK_ID,
+        attr.INPUT_VALUE,
+        attr.OUTPUT_VALUE,
+        attr.SESSION_END_EVENT,
+        attr.SESSION_END_REASON,
+    )
+    for name in names:
+        assert f"'{name}'" in sql, name
+    # ... and no other attribute name: every quoted dotted lower-case literal is one of them.
+    literals = set(re.findall(r"'([a-z_]+(?:\.[a-z_]+)+)'", sql))
+    assert literals == set(names)
+
+
+def test_the_file_runs_as_it_is_and_names_its_table_once() -> None:
+    assert query_text() == QUERY_FILE.read_text(encoding="utf-8")
+    assert "FROM `otel`.`traces`\n" in query_text("otel.traces")
+    assert {"{idle_s:Float64}", "{top:UInt32}"} == set(re.findall(r"\{\w+:\w+\}", query_text()))
+
+
+@pytest.mark.parametrize("table", ["otel traces", "x; DROP TABLE y", "a.b.c", "`t`", "", 3])
+def test_a_table_name_that_could_change_the_query_is_refused(table: Any) -> None:
+    with pytest.raises(ValueError, match="table must be"):
+        query_text(table)
+
+
+@pytest.mark.parametrize(("idle_s", "top"), [(-1, 20), (float("nan"), 20), ("30m", 20), (1800, -1), (1800, True)])
+def test_bad_parameters_are_refused(idle_s: Any, top: Any) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        query_parameters(idle_s, top)
+
+
+# --- the known answers, in chDB ------------------------------------------------------------
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize("table", ["otel_traces", "newer.otel_traces"], ids=["STATUS_CODE_ERROR", "Error"])
+def test_the_scenario_gives_the_known_answers(chdb_session: Any, table: str) -> None:
+    result = analyze_chdb(chdb_session, idle_s=IDLE_S, table=table)
+    assert_matches(result)
+    assert set(result) == set(EXPECTED)
+
+
+@pytest.mark.clickhouse
+def test_an_empty_table_gives_zero_counts_null_figures_and_empty_lists(chdb_session: Any) -> None:
+    result = analyze_chdb(chdb_session, table="empty.otel_traces")
+    assert result["spans"] == result["turns"] == 0
+    assert result["newest"] is None
+    assert result["sessions"]["count"] == result["sessions"]["visits"] == 0
+    assert result["sessions"]["duration_s"] == {"mean": None, "p50": None, "p90": None}
+    assert result["users"] == {"count": 0, "returning": 0, "top": []}
+    assert result["endings"]["last_turn_failed_share"] is None
+    assert result["endings"]["top_last_inputs"] == result["endings"]["reasons"] == []
+    assert all(chart == [] for chart in result["charts"].values())
+
+
+@pytest.mark.clickhouse
+def test_the_idle_threshold_and_top_are_parameters(chdb_session: Any) -> None:
+    # Idle longer than the whole scenario: only the recorded end (s-alice-1) ends a session,
+    # and s-alice-2's 3,580 s gap no longer splits it into two visits.
+    result = analyze_chdb(chdb_session, idle_s=10 * DAY, top=2)
+    assert result["idle_s"] == 10 * DAY
+    assert result["sessions"]["ended"] == result["endings"]["ended"] == 1
+    assert result["sessions"]["visits"] == 5
+    assert result["endings"]["last_turn_failed_share"] == 0
+    assert result["endings"]["single_turn_share"] == 0
+    assert result["endings"]["top_last_inputs"] == [{"input": "thanks, bye", "count": 1}]
+    assert [user["user_id"] for user in result["users"]["top"]] == ["alice", "carol"]
+    assert result["users"]["top"][0]["last_seen"] == iso(DAY + 3630)
+
+
+# --- over HTTP -----------------------------------------------------------------------------
+
+
+class _ChdbHttp(BaseHTTPRequestHandler):
+    """ClickHouse's HTTP interface as far as analyze_clickhouse uses it, answered by chDB."""
+
+    session: Any
+    seen: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.seen.append({"path": url.path, "query": query, "headers": dict(self.headers), "body": body})
+        params = {key.removeprefix("param_"): value for key, value in query.items() if key.startswith("param_")}
+        try:
+            answer, status, code = self.session.query(body, "TSVRaw", params=params).bytes(), 200, None
+        except Exception as error:  # ClickHouse answers 500 with "Code: N. DB::Exception: ..."
+            answer, status = str(error).encode(), 500
+            code = re.search(r"Code: (\d+)", str(error)).group(1)  # type: ignore[union-attr]
+        self.send_response(status)
+        if code:
+            self.send_header("X-ClickHouse-Exception-Code", code)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_clickhouse(chdb_session: Any) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    seen: list[dict[str, Any]] = []
+    handler = type("Handler", (_ChdbHttp,), {"session": chdb_session, "seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.clickhouse
+def test_analyze_clickhouse_over_http_gives_the_known_answers(
+    http_clickhouse: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base, seen = http_clickhouse
+    host = base.removeprefix("http://")
+    result = analyze_clickhouse(f"http://analyst:p%40ss@{host}/?max_threads=2", idle_s=IDLE_S)
+    assert_matches(result)
+    (request,) = seen
+    assert request["body"] == query_text()
+    assert request["query"] == {"max_threads": "2", "param_idle_s": "1800.0", "param_top": "20"}
+    assert request["headers"]["Authorization"] == "Basic " + base64.b64encode(b"analyst:p@ss").decode()
+
+
+@pytest.mark.clickhouse
+def test_credentials_come_from_the_environment_without_userinfo(
+    http_clickhouse: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, seen = http_clickhouse
+    monkeypatch.setenv("CLICKHOUSE_USER", "reader")
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", "s3cret")
+    analyze_clickhouse(base, table="newer.otel_traces")
+    assert seen[0]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"reader:s3cret").decode()
+    assert "s3cret" not in json.dumps(seen[0]["query"])
+
+
+@pytest.mark.clickhouse
+def test_a_server_error_is_a_clear_message_without_the_password(
+    http_clickhouse: tuple[str, list[dict[str, Any]]],
+) -> None:
+    base, _ = http_clickhouse
+    host = base.removeprefix("http://")
+    with pytest.raises(ClickHouseError) as raised:
+        analyze_clickhouse(f"http://analyst:hunter2@{host}", table="missing.otel_traces")
+    message = str(raised.value)
+    assert message.startswith(f"ClickHouse at http://{host} answered HTTP 500: Code: ")
+    assert "missing" in message
+    assert "hunter2" not in message
+    assert "analyst" not in message
+
+
+def test_an_unreachable_server_is_a_clear_message() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ClickHouseError, match=f"cannot reach ClickHouse at http://127.0.0.1:{port}: "):
+        analyze_clickhouse(f"http://user:pw@127.0.0.1:{port}", timeout=5)
+
+
+@pytest.mark.parametrize("url", ["localhost:8123", "ftp://host/", "http://", "clickhouse://host:9000"])
+def test_a_url_that_is_not_the_http_interface_is_refused(url: str) -> None:
+    with pytest.raises(ClickHouseError, match="must be http://host:port"):
+        analyze_clickhouse(url)
+
+
+# --- the same figures from the files (DuckDB) and from ClickHouse --------------------------
+
+
+@pytest.mark.clickhouse
+def test_duckdb_and_clickhouse_agree_on_the_scenario(chdb_session: Any, tmp_path: Path) -> None:
+    pytest.importorskip("duckdb", reason="the insights extra (duckdb) is not installed")
+    insights = pytest.importorskip("spanstamp.insights.api", reason="the DuckDB engine is not merged yet")
+    from_files = insights.analyze([write_jsonl(scenario_spans(), tmp_path / "spans.jsonl")], idle_s=IDLE_S)
+    from_clickhouse = analyze_chdb(chdb_session, idle_s=IDLE_S)
+    from_files.pop("skipped", None)
+    assert_matches(from_clickhouse, from_files)
+    assert_matches(from_files, from_clickhouse)
