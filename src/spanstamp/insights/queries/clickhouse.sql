@@ -62,17 +62,21 @@ task_traces AS (
 
 -- 3. walk: every span of those traces reachable from a root (no parent, or a parent missing
 --    from the table), with its outermost task ancestor-or-self as `owner` (NULL above or
---    outside every task span). Walking down from the roots keeps bad parent links (cycles)
---    out of the recursion; each step joins the spans to the previous level only (the hash
---    side), so the table is streamed once per level of depth.
+--    outside every task span) and the columns a turn needs. Walking down from the roots keeps
+--    bad parent links (cycles) out of the recursion; each step joins the spans to the previous
+--    level only (the hash side), so the table is streamed once per level of depth.
 walk AS (
-    SELECT trace_id, span_id, if(is_task, toNullable(span_id), NULL) AS owner
+    SELECT trace_id, span_id, if(is_task, toNullable(span_id), NULL) AS owner,
+           start_ns, end_ns, failed, user_id, session_id, input, output, is_feedback
     FROM spans
     WHERE trace_id IN task_traces
       AND (parent_id IS NULL
-           OR (trace_id, assumeNotNull(parent_id)) NOT IN (SELECT trace_id, span_id FROM spans))
+           OR (trace_id, assumeNotNull(parent_id)) NOT IN (SELECT trace_id, span_id FROM spans
+                                                           WHERE trace_id IN task_traces))
     UNION ALL
-    SELECT child.trace_id, child.span_id, coalesce(up.owner, if(child.is_task, toNullable(child.span_id), NULL))
+    SELECT child.trace_id, child.span_id, coalesce(up.owner, if(child.is_task, toNullable(child.span_id), NULL)),
+           child.start_ns, child.end_ns, child.failed, child.user_id, child.session_id, child.input,
+           child.output, child.is_feedback
     FROM spans AS child
     INNER JOIN walk AS up ON up.trace_id = child.trace_id AND up.span_id = child.parent_id
 ),
@@ -82,15 +86,10 @@ walk AS (
 --    kind 'trace': in a trace with no task span, all its spans of one session (turn_key =
 --    that session id). Feedback spans are never members.
 members AS (
-    SELECT s.trace_id AS trace_id, 'task' AS kind, o.outer_task AS turn_key, s.span_id AS span_id,
-           s.start_ns AS start_ns, s.end_ns AS end_ns, s.failed AS failed, s.user_id AS user_id,
-           s.session_id AS session_id, s.input AS input, s.output AS output,
-           s.span_id = o.outer_task AS is_turn_span
-    FROM spans AS s
-    INNER JOIN (
-        SELECT trace_id, span_id, any(owner) AS outer_task FROM walk WHERE owner IS NOT NULL GROUP BY trace_id, span_id
-    ) AS o ON o.trace_id = s.trace_id AND o.span_id = s.span_id
-    WHERE NOT s.is_feedback
+    SELECT trace_id, 'task' AS kind, assumeNotNull(owner) AS turn_key, span_id, start_ns, end_ns, failed,
+           user_id, session_id, input, output, span_id = owner AS is_turn_span
+    FROM walk
+    WHERE owner IS NOT NULL AND NOT is_feedback
     UNION ALL
     SELECT trace_id, 'trace', assumeNotNull(session_id), span_id, start_ns, end_ns, failed, user_id,
            session_id, input, output, false
