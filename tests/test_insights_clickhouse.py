@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from insights_scenario import DAY, EXPECTED, IDLE_S, assert_matches, iso, scenario_spans, write_jsonl
+from insights_scenario import DAY, EXPECTED, IDLE_S, T0, assert_matches, iso, scenario_spans, write_jsonl
 from spanstamp import attributes as attr
 from spanstamp.insights.clickhouse import (
     QUERY_FILE,
@@ -188,6 +191,32 @@ def load(
     )
 
 
+def _later_spans() -> list[ReadableSpan]:
+    """Two turns of one session spelled with and without padding, and a span three hours later."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("later")
+    for start, end, session, text in ((200, 210, " s-pad ", "A"), (300, 305, "s-pad", "  B  ")):
+        # One trace each, no task span: a root without input, its child has one.
+        root = tracer.start_span("POST /chat", start_time=_at(2 * DAY + start), attributes={attr.SESSION_ID: session})
+        child = tracer.start_span(
+            "retrieve",
+            context=trace.set_span_in_context(root),
+            start_time=_at(2 * DAY + start + 1),
+            attributes={attr.SESSION_ID: session, attr.USER_ID: "erin", attr.INPUT_VALUE: text},
+        )
+        child.end(end_time=_at(2 * DAY + end - 1))
+        root.end(end_time=_at(2 * DAY + end))
+    tracer.start_span("GET /health", start_time=_at(2 * DAY + 3 * 3600)).end(end_time=_at(2 * DAY + 3 * 3600 + 1))
+    provider.shutdown()
+    return list(exporter.get_finished_spans())
+
+
+def _at(seconds_after_t0: float) -> int:
+    return T0 * 1_000_000_000 + round(seconds_after_t0 * 1_000_000_000)
+
+
 @pytest.fixture(scope="module")
 def chdb_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("chdb", reason="the insights-clickhouse extra (chdb) is not installed")
@@ -196,10 +225,11 @@ def chdb_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session = Session(str(tmp_path_factory.mktemp("chdb")))
     spans = scenario_spans()
     load(session, "otel_traces", spans)
-    for database in ("newer", "empty"):
+    for database in ("newer", "empty", "later"):
         session.query(f"CREATE DATABASE {database}")
     load(session, "newer.otel_traces", spans, _SHORT_STATUS)
     load(session, "empty.otel_traces", [])
+    load(session, "later.otel_traces", [*spans, *_later_spans()])
     yield session
     session.close()
 
@@ -281,6 +311,28 @@ def test_the_idle_threshold_and_top_are_parameters(chdb_session: Any) -> None:
     assert result["endings"]["top_last_inputs"] == [{"input": "thanks, bye", "count": 1}]
     assert [user["user_id"] for user in result["users"]["top"]] == ["alice", "carol"]
     assert result["users"]["top"][0]["last_seen"] == iso(DAY + 3630)
+
+
+@pytest.mark.clickhouse
+def test_trace_turns_take_the_earliest_input_and_padded_session_ids_are_one_session(chdb_session: Any) -> None:
+    # Three hours after the scenario's newest span, s-open has ended too; its last turn (a
+    # trace without task spans whose root has no input) shows its earliest span's input.
+    result = analyze_chdb(chdb_session, table="later.otel_traces")
+    assert result["spans"] == EXPECTED["spans"] + 5
+    assert result["newest"] == iso(2 * DAY + 3 * 3600 + 1)
+    assert result["sessions"]["count"] == 6
+    assert result["sessions"]["ended"] == 6
+    assert result["endings"]["top_last_inputs"] == [
+        {"input": "thanks, bye", "count": 3},
+        {"input": "b", "count": 1},
+        {"input": "more?", "count": 1},
+        {"input": "price?", "count": 1},
+    ]
+    assert result["endings"]["all_turns_failed_share"] == pytest.approx(2 / 13, rel=1e-9)
+    (erin,) = [user for user in result["users"]["top"] if user["user_id"] == "erin"]
+    assert erin["sessions"] == 1
+    assert erin["turns"] == 2
+    assert erin["first_seen"] == iso(2 * DAY + 200)
 
 
 # --- over HTTP -----------------------------------------------------------------------------
