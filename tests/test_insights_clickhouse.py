@@ -428,6 +428,49 @@ def test_an_unreachable_server_is_a_clear_message() -> None:
         analyze_clickhouse(f"http://user:pw@127.0.0.1:{port}", timeout=5)
 
 
+class _NotClickHouse(BaseHTTPRequestHandler):
+    """A server that is not ClickHouse: a login page, or no answer at all."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path.startswith("/slow"):
+            self.server.release.wait()  # type: ignore[attr-defined]
+            return
+        page = b"<html>please log in</html>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def not_clickhouse() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotClickHouse)
+    server.release = threading.Event()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.release.set()  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_an_answer_that_is_not_the_document_is_a_clear_message(not_clickhouse: str) -> None:
+    with pytest.raises(
+        ClickHouseError, match=rf"ClickHouse at http://{not_clickhouse} did not answer a JSON document: <html>"
+    ):
+        analyze_clickhouse(f"http://{not_clickhouse}/")
+
+
+def test_a_server_that_does_not_answer_in_time_is_a_clear_message(not_clickhouse: str) -> None:
+    with pytest.raises(ClickHouseError, match=rf"no answer from ClickHouse at http://{not_clickhouse} within 0.2 s"):
+        analyze_clickhouse(f"http://{not_clickhouse}/slow", timeout=0.2)
+
+
 @pytest.mark.parametrize("url", ["localhost:8123", "ftp://host/", "http://", "clickhouse://host:9000"])
 def test_a_url_that_is_not_the_http_interface_is_refused(url: str) -> None:
     with pytest.raises(ClickHouseError, match="must be http://host:port"):

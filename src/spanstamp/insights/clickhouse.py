@@ -103,10 +103,12 @@ def analyze_clickhouse(
         raise ClickHouseError(f"ClickHouse at {where} answered HTTP {error.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as error:  # refused, DNS, TLS, timeout
         reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):
+            raise ClickHouseError(f"no answer from ClickHouse at {where} within {timeout:g} s") from None
         raise ClickHouseError(f"cannot reach ClickHouse at {where}: {reason}") from None
     if code:  # an error after the headers were sent (ClickHouse streams its answer)
         raise ClickHouseError(f"ClickHouse at {where} failed the query (code {code}): {_first_line(body)}")
-    return _document(body, where)
+    return _document(body, f"ClickHouse at {where}")
 
 
 def analyze_chdb(session: Any, *, idle_s: float = 1800.0, top: int = 20, table: str = DEFAULT_TABLE) -> dict[str, Any]:
