@@ -13,7 +13,8 @@
 --                     newest span in the table counts as ended
 --   {top:UInt32}      how many users `users.top` lists
 --
--- Columns read (present in every exporter version since the Map-typed schema, 0.80 or so):
+-- Columns read, as the exporter's default schema has them (attributes as Map columns; its
+-- JSON-typed schema, where SpanAttributes is a JSON column, is not read by this file):
 --   TraceId, SpanId, ParentSpanId   hex ids; ParentSpanId is '' for a root span
 --   Timestamp DateTime64(9)         the span's start
 --   Duration                        end - start in ns (UInt64 in newer, Int64 in older schemas)
