@@ -311,6 +311,7 @@ def test_the_idle_threshold_and_top_are_parameters(chdb_session: Any) -> None:
     assert result["endings"]["top_last_inputs"] == [{"input": "thanks, bye", "count": 1}]
     assert [user["user_id"] for user in result["users"]["top"]] == ["alice", "carol"]
     assert result["users"]["top"][0]["last_seen"] == iso(DAY + 3630)
+    assert analyze_chdb(chdb_session, top=0)["users"] == {**EXPECTED["users"], "top": []}
 
 
 @pytest.mark.clickhouse
