@@ -482,11 +482,19 @@ def test_a_url_that_is_not_the_http_interface_is_refused(url: str) -> None:
 
 
 @pytest.mark.clickhouse
-def test_duckdb_and_clickhouse_agree_on_the_scenario(chdb_session: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("data", "idle_s", "top"),
+    [("scenario", IDLE_S, 20), ("scenario", 10 * DAY, 2), ("later", IDLE_S, 20), ("later", 60, 3)],
+)
+def test_duckdb_and_clickhouse_agree(chdb_session: Any, tmp_path: Path, data: str, idle_s: float, top: int) -> None:
     pytest.importorskip("duckdb", reason="the insights extra (duckdb) is not installed")
-    insights = pytest.importorskip("spanstamp.insights.api", reason="the DuckDB engine is not merged yet")
-    from_files = insights.analyze([write_jsonl(scenario_spans(), tmp_path / "spans.jsonl")], idle_s=IDLE_S)
-    from_clickhouse = analyze_chdb(chdb_session, idle_s=IDLE_S)
-    from_files.pop("skipped", None)
+    from spanstamp.insights import analyze
+
+    spans = scenario_spans() if data == "scenario" else [*scenario_spans(), *_later_spans()]
+    from_files = analyze([write_jsonl(spans, tmp_path / "spans.jsonl")], idle_s=idle_s, top=top)
+    table = "otel_traces" if data == "scenario" else "later.otel_traces"
+    from_clickhouse = analyze_chdb(chdb_session, idle_s=idle_s, top=top, table=table)
+    assert from_files.pop("skipped") == []
+    # Both ways round: the same keys, the same values (floats to 1e-9 relative).
     assert_matches(from_clickhouse, from_files)
     assert_matches(from_files, from_clickhouse)
