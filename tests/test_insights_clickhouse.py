@@ -429,6 +429,35 @@ def test_an_unreachable_server_is_a_clear_message() -> None:
         analyze_clickhouse(f"http://user:pw@127.0.0.1:{port}", timeout=5)
 
 
+@pytest.mark.clickhouse
+def test_the_command_reads_clickhouse(
+    http_clickhouse: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("duckdb", reason="the CLI imports the insights extra")
+    from spanstamp.insights.cli import main
+
+    base, seen = http_clickhouse
+    assert main(["--clickhouse", base, "--idle", "30m", "--json"]) == 0
+    assert_matches(json.loads(capsys.readouterr().out))
+    assert seen[0]["query"]["param_idle_s"] == "1800.0"
+
+
+def test_the_command_says_in_one_line_when_clickhouse_cannot_be_reached(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("duckdb", reason="the CLI imports the insights extra")
+    from spanstamp.insights.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["--clickhouse", f"http://reader:pw@127.0.0.1:{port}", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert f"cannot reach ClickHouse at http://127.0.0.1:{port}" in line
+    assert "reader" not in line
+    assert "pw@" not in line
+
+
 class _NotClickHouse(BaseHTTPRequestHandler):
     """A server that is not ClickHouse: a login page, or no answer at all."""
 
