@@ -199,7 +199,7 @@ sessions AS (
            e.reason AS reason,
            ifNull(e.recorded, false) OR ((SELECT newest_ns FROM span_totals) - s.last_end) > {idle_s:Float64} * 1e9 AS ended,
            if(s.median_latency_ns > 0, s.last_latency_ns / s.median_latency_ns, NULL) AS last_latency_ratio,
-           nullIf(lowerUTF8(trim(BOTH ' ' FROM replaceRegexpAll(s.last_input, '\\s+', ' '))), '') AS last_input_norm,
+           lowerUTF8(trim(BOTH ' ' FROM replaceRegexpAll(s.last_input, '\\s+', ' '))) AS last_input_norm,
            -- the duration bucket: 1..8 for <= 10, 30, 60, 300, 600, 1800, 3600 s and longer
            arrayFirstIndex(le -> s.duration_s <= le, [10., 30., 60., 300., 600., 1800., 3600., inf]) AS bucket
     FROM session_rows AS s
@@ -264,7 +264,7 @@ user_figures AS (
 ),
 
 -- 13. last_inputs: the 10 most frequent last-turn inputs of ended sessions, compared as
---     lower(trim(whitespace collapsed)); by count desc, then input.
+--     lower(trim(whitespace collapsed)) (a blank input counts as ''); by count desc, then input.
 last_inputs AS (
     SELECT groupArraySorted(10)(tuple(-toInt64(n), input)) AS top
     FROM (
