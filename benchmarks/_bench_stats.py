@@ -172,6 +172,7 @@ def fmt_ratio(value: float, target: float | None) -> str:
 
 
 def report(cases: list[Case], ratios: list[Ratio], header: str) -> None:
+    rounds = min(len(case.per_op_ns) for case in cases)
     print(header)
     print()
     print(f"{'case':<24}{'ops':>6}{'median ns/op':>14}{'p25':>12}{'p75':>12}{'IQR %':>8}  what")
@@ -197,7 +198,9 @@ def report(cases: list[Case], ratios: list[Ratio], header: str) -> None:
             result += " (within noise)"
         median, p25, p75 = (fmt_ratio(value, t) for value in (q[1], q[0], q[2]))
         print(f"{ratio.name:<34}{median:>9}{p25:>9}{p75:>9}{target:>9}  {result}")
-        print(f"{'':<4}{ratio.measures}: {ratio.formula}")
+        left_out = rounds - len(ratio.values)
+        note = f" ({left_out} of {rounds} rounds left out: denominator <= 0)" if left_out else ""
+        print(f"{'':<4}{ratio.measures}: {ratio.formula}{note}")
 
 
 def verdict(ratios: list[Ratio]) -> tuple[list[str], list[str]]:

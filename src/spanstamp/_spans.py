@@ -73,14 +73,17 @@ def copy_with(
         copied.__dict__.update(span.__dict__)
         copied._attributes = attributes
         return copied
+    # Another ReadableSpan (the SDK's own Span, at on_end): its private event and link
+    # lists keep their dropped counts; the public tuples are built only if they are missing.
+    events, links = getattr(span, "_events", None), getattr(span, "_links", None)
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
-        events=getattr(span, "_events", span.events),
-        links=getattr(span, "_links", span.links),
+        events=span.events if events is None else events,
+        links=span.links if links is None else links,
         kind=span.kind,
         status=span.status,
         start_time=span.start_time,

@@ -101,6 +101,8 @@ def fill(
     span: ReadableSpan, fills: dict[str, AttributeValue], copied: dict[str, AttributeValue] | None
 ) -> ReadableSpan:
     """``span`` with the values it lacks (and, on a root, the turn's input/output)."""
+    if not fills and not copied:  # a trace with no one session and no turn: nothing to look up
+        return span
     try:
         present = attributes_of(span)
         missing = {key: value for key, value in fills.items() if key not in present}
