@@ -118,8 +118,13 @@ class Ratio:
     denominators: list[float] = field(default_factory=list)
 
     def compute(self, rows: list[Row]) -> None:
+        """Take the ratio in every round; none at all if a case it needs was not run (--only)."""
         for row in rows:
-            den = self.denominator(row)
+            try:
+                den = self.denominator(row)
+                self.numerator(row)
+            except KeyError:
+                return
             if den > 0:
                 num = self.numerator(row)
                 self.numerators.append(num)
@@ -189,7 +194,7 @@ def report(cases: list[Case], ratios: list[Ratio], header: str) -> None:
     for ratio in ratios:
         q = ratio.quartiles
         if q is None:
-            print(f"{ratio.name:<34}{'n/a':>9}")
+            print(f"{ratio.name:<34}{'n/a':>9}  (its cases were not run)")
             continue
         t = ratio.target
         target = "-" if t is None else f"<={fmt_ratio(t, t)}"

@@ -208,6 +208,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="exit 1 if any target is missed")
     parser.add_argument("--seed", type=int, default=0, help="seed for the per-round case order")
     parser.add_argument("--progress", action="store_true", help="print progress to stderr")
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated case names to run (the ratios of the others show n/a); for before/after checks",
+    )
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS
@@ -225,6 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # both pipeline cases and would only dilute their ratio: it is silenced for both.
     logging.getLogger("opentelemetry.attributes").setLevel(logging.ERROR)
     cases = build_cases()
+    if args.only is not None:
+        wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+        unknown = wanted - {case.name for case in cases}
+        if unknown or not wanted:
+            print(f"--only: unknown case names: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        cases = [case for case in cases if case.name in wanted]
     started = time.perf_counter()
     run_rounds(cases, args.rounds, args.batch, args.seed, args.progress)
     elapsed = time.perf_counter() - started

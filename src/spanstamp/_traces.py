@@ -92,8 +92,10 @@ class LocalTrace:
         if self.values.get(attr.SESSION_ID) is _SEVERAL:  # a batch job: never guess
             return {}, {}
         fills: dict[str, AttributeValue] = {key: value for key, value in self.values.items() if isinstance(value, str)}
-        copied: dict[str, AttributeValue] = {**(self.input[1] if self.input else {})}
-        copied.update(self.output[1] if self.output else {})
+        copied: dict[str, AttributeValue] = {}
+        if self.input is not None or self.output is not None:  # a trace with a turn in it
+            copied.update(self.input[1] if self.input else {})
+            copied.update(self.output[1] if self.output else {})
         return fills, copied
 
 
