@@ -35,10 +35,8 @@ TAGS = [f"tag-{number}" for number in range(100)]
 # The 200-attribute span: an LLM span with a flattened message list, past the SDK's
 # default count limit of 128, so the ids stamped first are evicted.
 SPAN_ATTRIBUTES = [(f"llm.input_messages.{number}.message.content", f"message {number}") for number in range(200)]
-# The pipelines' BatchSpanProcessor never exports while a batch is timed: its queue and
-# export batch hold a whole timed batch and its timer is far off; each batch is
-# exported (untimed) by force_flush() right after it.
-BATCH_SETTINGS = {"max_queue_size": 4096, "max_export_batch_size": 4096, "schedule_delay_millis": 3_600_000}
+# A 200-attribute span costs about 25 bare spans: its batches are 25 times smaller.
+PIPELINE_SCALE = 25
 
 
 # --- The pieces the cases are built from -----------------------------------------------
@@ -338,7 +336,17 @@ def scope_cases() -> list[Case]:
     ]
 
 
-def pipeline_cases() -> list[Case]:
+def batch_settings(ops: int) -> dict[str, int]:
+    """BatchSpanProcessor arguments under which it never exports while a batch of ``ops`` is timed.
+
+    Its queue and export batch hold twice a timed batch (it would drop spans past a full
+    queue, and wake its worker at a full export batch) and its timer is an hour away.
+    """
+    room = max(4096, 2 * ops)
+    return {"max_queue_size": room, "max_export_batch_size": room, "schedule_delay_millis": 3_600_000}
+
+
+def pipeline_cases(batch: int) -> list[Case]:
     """A 200-attribute span through configure()'s pipeline and through a plain BatchSpanProcessor.
 
     Timed: start, 200 ``set_attribute``, end, and every processor's ``on_end`` up to the
@@ -349,18 +357,19 @@ def pipeline_cases() -> list[Case]:
     case; ``force_flush()`` runs it after each batch, untimed. Both have the SDK's default
     limits and the same resource; the session and user are in the Context for both.
     """
+    settings = batch_settings(max(1, batch // PIPELINE_SCALE))
     configured = spanstamp.configure(
-        service_name="spanstamp-bench", exporter=NoOpExporter(), batch=BATCH_SETTINGS, set_global=False
+        service_name="spanstamp-bench", exporter=NoOpExporter(), batch=settings, set_global=False
     )
     plain_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "spanstamp-bench"}))
-    plain_provider.add_span_processor(BatchSpanProcessor(NoOpExporter(), **BATCH_SETTINGS))  # type: ignore[arg-type]
+    plain_provider.add_span_processor(BatchSpanProcessor(NoOpExporter(), **settings))
     return [
         Case(
             "pipeline_200",
             "200-attribute span through spanstamp.configure()'s pipeline, ids in context",
             big_span_batch(configured.get_tracer("spanstamp-bench")),
             spanstamp_ids,
-            scale=25,
+            scale=PIPELINE_SCALE,
             after=configured.force_flush,
         ),
         Case(
@@ -368,11 +377,12 @@ def pipeline_cases() -> list[Case]:
             "200-attribute span through a plain BatchSpanProcessor, ids in context",
             big_span_batch(plain_provider.get_tracer("spanstamp-bench")),
             spanstamp_ids,
-            scale=25,
+            scale=PIPELINE_SCALE,
             after=plain_provider.force_flush,
         ),
     ]
 
 
-def build_cases() -> list[Case]:
-    return [*span_cases(), *scope_cases(), *pipeline_cases()]
+def build_cases(batch: int) -> list[Case]:
+    """Every case; ``batch`` is the run's ops per batch of a span case (the pipelines size their queue by it)."""
+    return [*span_cases(), *scope_cases(), *pipeline_cases(batch)]

@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 200-attribute span); unhandled, each is printed to stderr. That is the same cost in
     # both pipeline cases and would only dilute their ratio: it is silenced for both.
     logging.getLogger("opentelemetry.attributes").setLevel(logging.ERROR)
-    cases = build_cases()
+    cases = build_cases(args.batch)
     if args.only is not None:
         wanted = {name.strip() for name in args.only.split(",") if name.strip()}
         unknown = wanted - {case.name for case in cases}
