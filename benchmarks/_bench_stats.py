@@ -61,18 +61,28 @@ def time_batch(case: Case) -> float:
     return elapsed / case.ops
 
 
-def run_rounds(cases: list[Case], rounds: int, batch: int, seed: int, progress: bool) -> None:
-    """Time ``rounds`` rounds (after a few warm-up ones) of every case, interleaved."""
+def run_rounds(cases: list[Case], rounds: int, batch: int, repeats: int, seed: int, progress: bool) -> None:
+    """Time ``rounds`` rounds (after a few warm-up ones) of every case, interleaved.
+
+    A round times every case ``repeats`` times, each a batch of ``batch // (scale * repeats)``
+    operations, in an order shuffled for each repeat; the case's figure for the round is
+    its fastest batch. Load from other processes only ever adds time, in bursts: the
+    fastest of a few short batches a few milliseconds apart is the one it touched least,
+    and the cases a ratio pairs were timed within the same round.
+    """
     for case in cases:
-        case.ops = max(1, batch // case.scale)
+        case.ops = max(1, batch // (case.scale * repeats))
     rng = random.Random(seed)
     order = list(cases)
     for round_no in range(-WARMUP_ROUNDS, rounds):
-        rng.shuffle(order)
-        for case in order:
-            per_op = time_batch(case)
-            if round_no >= 0:
-                case.per_op_ns.append(per_op)
+        fastest = dict.fromkeys((case.name for case in cases), float("inf"))
+        for _ in range(repeats):
+            rng.shuffle(order)
+            for case in order:
+                fastest[case.name] = min(fastest[case.name], time_batch(case))
+        if round_no >= 0:
+            for case in cases:
+                case.per_op_ns.append(fastest[case.name])
         gc.collect()
         if progress and round_no >= 0 and (round_no + 1) % max(1, rounds // 10) == 0:
             print(f"  round {round_no + 1}/{rounds}", file=sys.stderr, flush=True)
