@@ -74,7 +74,7 @@ def test_quick_run_reports_every_case_and_paired_ratio(tmp_path: Path) -> None:
     assert done.returncode == (0 if results["all_pass"] else 1)
     assert results["missed"] == [name for name in TARGETS if results["ratios"][name]["pass"] is False]
     assert ("MISSED: " in done.stdout) is bool(results["missed"])
-    assert results["config"] == {"rounds": ROUNDS, "batch": 100, "repeats": 5, "quick": True, "seed": 7}
+    assert results["config"] == {"rounds": ROUNDS, "batch": 100, "repeats": 5, "clock": "cpu", "quick": True, "seed": 7}
 
     for name in CASES:
         case = results["cases"][name]
