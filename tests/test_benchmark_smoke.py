@@ -26,37 +26,82 @@ CASES = (
     "decorated_call",
     "oi_decorated_call",
     "plain_call",
+    "metadata_1",
+    "metadata_10",
+    "metadata_20",
+    "oi_metadata_1",
+    "oi_metadata_20",
+    "tags_100",
+    "oi_tags_100",
+    "pipeline_200",
+    "batch_200",
 )
 
-RATIOS = (
-    "stamping_vs_unavoidable",
+# Issue 14's table: every row's ratio (two rows have two) and its target.
+TARGETS = {
+    "stamping_vs_unavoidable": 0.5,
+    "empty_vs_bare": 0.015,
+    "empty_child_vs_bare": 0.015,
+    "scope_vs_openinference": 0.8,
+    "decorated_vs_openinference": 1.0,
+    "metadata_nested_vs_openinference": 1.5,
+    "metadata_per_level_flat": 1.5,
+    "tags_vs_openinference": 2.0,
+    "pipeline_200_vs_batch": 1.10,
+}
+REPORTED = (
     "stamping_vs_baggage",
-    "empty_vs_bare",
-    "empty_child_vs_bare",
-    "scope_vs_openinference",
+    "stamping_vs_openinference_way",
     "reused_scope_vs_openinference",
-    "decorated_vs_openinference",
+    "metadata_levels_11_20",
+    "oi_metadata_per_level_flat",
 )
+ROUNDS = 5
 
 
-def test_quick_run_reports_every_case_and_ratio(tmp_path: Path) -> None:
+def test_quick_run_reports_every_case_and_paired_ratio(tmp_path: Path) -> None:
     out = tmp_path / "x.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+        [sys.executable, str(SCRIPT), "--quick", "--rounds", str(ROUNDS), "--seed", "7", "--check", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-
+    assert done.returncode in (0, 1), done.stdout + done.stderr
     results = json.loads(out.read_text(encoding="utf-8"))
+    # --check: exit 1 exactly when a target is missed, and the missed ones are named.
+    assert done.returncode == (0 if results["all_pass"] else 1)
+    assert results["missed"] == [name for name in TARGETS if results["ratios"][name]["pass"] is False]
+    assert ("MISSED: " in done.stdout) is bool(results["missed"])
+    assert results["config"] == {"rounds": ROUNDS, "batch": 100, "repeats": 5, "clock": "cpu", "quick": True, "seed": 7}
+
     for name in CASES:
-        assert name in results["cases"], name
-        assert results["cases"][name]["median_ns"] > 0, name
+        case = results["cases"][name]
+        assert case["median_ns"] > 0, name
+        assert case["samples"] == ROUNDS, name
+        assert case["p25_ns"] <= case["median_ns"] <= case["p75_ns"], name
         assert name in done.stdout
-    for name in RATIOS:
-        assert name in results["ratios"], name
+    for name, target in TARGETS.items():
         ratio = results["ratios"][name]
-        assert {"value", "target", "pass", "numerator_ns", "denominator_ns"} <= ratio.keys(), name
+        assert ratio["target"] == target, name
+        assert ratio["pass"] is (ratio["value"] <= target), name
         assert name in done.stdout
+    for name in (*TARGETS, *REPORTED):
+        ratio = results["ratios"][name]
+        # Paired: one value per round, summarized by its median and inter-quartile range
+        # (a round whose denominator, a difference of two cases, came out <= 0 is left out).
+        assert 1 <= ratio["rounds"] <= ROUNDS, name
+        if " - " not in ratio["formula"].split(" / ")[-1]:
+            assert ratio["rounds"] == ROUNDS, name
+        assert ratio["p25"] <= ratio["value"] <= ratio["p75"], name
+        assert ratio["within_noise"] is (
+            ratio["target"] is not None and ratio["p25"] <= ratio["target"] <= ratio["p75"]
+        )
+        assert {"formula", "numerator_ns", "denominator_ns", "measures"} <= ratio.keys(), name
+    for name in REPORTED:
+        assert results["ratios"][name]["target"] is None
+        assert results["ratios"][name]["pass"] is None
+    assert results["within_noise"] == [name for name in results["ratios"] if results["ratios"][name]["within_noise"]]
+    if results["within_noise"]:
+        assert "within noise" in done.stdout

@@ -9,6 +9,7 @@ copy keeps the SDK's attribute limits and every dropped count::
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from itertools import islice
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
@@ -31,7 +32,7 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, AttributeValue]:
 def copy_with(
     span: ReadableSpan, added: Mapping[str, AttributeValue], *, evicted: int = 0, removed: Collection[str] = ()
 ) -> ReadableSpan:
-    """A copy of ``span`` carrying ``added`` first, then its own attributes.
+    """A copy of ``span`` carrying its own attributes, then ``added``, as if set last.
 
     A key in ``added`` that the span has takes the value from ``added`` (a scope's id put
     back where something overwrote it). Within the span's attribute count limit the
@@ -48,20 +49,25 @@ def copy_with(
         maxlen, max_value_len, dropped = current.maxlen, current.max_value_len, current.dropped
     else:
         maxlen, max_value_len, dropped = None, None, 0
+    added = _clean(added, max_value_len)
+    # The span's own values were cleaned when they were set: they are copied as they are.
+    # Cleaning an evicting span's 128 again, one by one, was most of what a restore cost
+    # (benchmarks/, the pipeline_200 case). dict.copy() clones the table at once even
+    # where evictions left holes in it; dict(own) then inserts key by key (8x the work).
     own = attributes_of(span)
-    if removed or any(key in own for key in added):
-        own = {key: value for key, value in own.items() if key not in added and key not in removed}
-    overflow = 0 if maxlen is None else max(0, len(own) + len(added) - maxlen)
-    merged = {**added, **(dict(list(own.items())[overflow:]) if overflow else own)}
+    merged = own.copy() if type(own) is dict else dict(own)
+    for key in (*removed, *added):
+        merged.pop(key, None)
+    overflow = 0 if maxlen is None else max(0, len(merged) + len(added) - maxlen)
+    if overflow:
+        # The oldest make room, as the SDK would have them; the added go last, the newest,
+        # so that a later copy (trace filling) evicts them last.
+        for key in list(islice(merged, overflow)):
+            del merged[key]
+    merged.update(added)
     dropped += overflow - evicted
-    attributes: Mapping[str, AttributeValue]
-    if dropped:
-        attributes = BoundedAttributes(maxlen, merged, immutable=True, max_value_len=max_value_len)
-        attributes.dropped = dropped
-    else:
-        # The values are valid already (they were on spans); a plain dict spares checking
-        # each again, and ReadableSpan shows it read-only, with no drops, as it would those.
-        attributes = merged
+    # Without drops a plain dict will do: ReadableSpan shows it read-only, with no drops.
+    attributes: Mapping[str, AttributeValue] = _bounded(maxlen, max_value_len, merged, dropped) if dropped else merged
     if type(span) is ReadableSpan:
         # What on_end gets from the SDK: every field as it is (the private event and link
         # lists keep their dropped counts, newer SDK fields come along), but the attributes.
@@ -69,14 +75,17 @@ def copy_with(
         copied.__dict__.update(span.__dict__)
         copied._attributes = attributes
         return copied
+    # Another ReadableSpan (the SDK's own Span, at on_end): its private event and link
+    # lists keep their dropped counts; the public tuples are built only if they are missing.
+    events, links = getattr(span, "_events", None), getattr(span, "_links", None)
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
-        events=getattr(span, "_events", span.events),
-        links=getattr(span, "_links", span.links),
+        events=span.events if events is None else events,
+        links=span.links if links is None else links,
         kind=span.kind,
         status=span.status,
         start_time=span.start_time,
@@ -85,9 +94,40 @@ def copy_with(
     )
 
 
+def _clean(values: Mapping[str, AttributeValue], max_value_len: int | None) -> dict[str, AttributeValue]:
+    """``values`` as ``set_attribute`` would store them (a list becomes a tuple, a long str is cut)."""
+    for value in values.values():
+        kind = type(value)
+        if kind is str:
+            if max_value_len is not None and len(value) > max_value_len:  # type: ignore[arg-type]
+                break
+        elif kind is not bool and kind is not int and kind is not float:
+            break
+    else:  # the usual ids: short str, stored as they are
+        return dict(values)
+    # The SDK's own rules, through its public constructor (a few values: cheap).
+    return dict(BoundedAttributes(None, values, immutable=True, max_value_len=max_value_len))
+
+
+def _bounded(
+    maxlen: int | None, max_value_len: int | None, clean: dict[str, AttributeValue], dropped: int
+) -> BoundedAttributes:
+    """An immutable BoundedAttributes holding ``clean`` (values already clean) as they are."""
+    bounded = BoundedAttributes(maxlen, None, immutable=True, max_value_len=max_value_len)
+    # Its store is a plain dict in every supported SDK (1.26 makes it an OrderedDict only
+    # once full, and never reads it as one when immutable); the SDK's own __deepcopy__
+    # assigns it this way to spare re-cleaning. Any other shape: let the constructor clean.
+    if type(getattr(bounded, "_dict", None)) is dict:
+        bounded._dict = clean
+    else:
+        bounded = BoundedAttributes(maxlen, clean, immutable=True, max_value_len=max_value_len)
+    bounded.dropped = dropped
+    return bounded
+
+
 def overwritten(span: ReadableSpan, found: dict[str, AttributeValue], final: tuple[str, ...]) -> bool:
     """Whether a final id on ``span`` now holds another value than the one stamped."""
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     return any(key in attributes and attributes[key] != found[key] for key in final)
 
 
@@ -99,11 +139,13 @@ def restore(
     The ``final`` keys also get their stamped value back where it was overwritten.
     ``evicted=False``: the missing keys were never on the span, so the SDK did not count
     them as dropped. To stay within the limit, the oldest other attributes make room, as
-    the SDK would.
+    the SDK would. A span that lacks nothing comes back as it is, uncopied::
+
+        span = restore(span, {"session.id": "s-1"})
     """
-    current = getattr(span, "_attributes", None)
-    if not isinstance(current, BoundedAttributes):
+    if not isinstance(getattr(span, "_attributes", None), BoundedAttributes):
         return span
+    current = attributes_of(span)
     missing = {
         key: value for key, value in found.items() if key not in current or (key in final and current[key] != value)
     }

@@ -92,8 +92,10 @@ class LocalTrace:
         if self.values.get(attr.SESSION_ID) is _SEVERAL:  # a batch job: never guess
             return {}, {}
         fills: dict[str, AttributeValue] = {key: value for key, value in self.values.items() if isinstance(value, str)}
-        copied: dict[str, AttributeValue] = {**(self.input[1] if self.input else {})}
-        copied.update(self.output[1] if self.output else {})
+        copied: dict[str, AttributeValue] = {}
+        if self.input is not None or self.output is not None:  # a trace with a turn in it
+            copied.update(self.input[1] if self.input else {})
+            copied.update(self.output[1] if self.output else {})
         return fills, copied
 
 
@@ -101,6 +103,8 @@ def fill(
     span: ReadableSpan, fills: dict[str, AttributeValue], copied: dict[str, AttributeValue] | None
 ) -> ReadableSpan:
     """``span`` with the values it lacks (and, on a root, the turn's input/output)."""
+    if not fills and not copied:  # a trace with no one session and no turn: nothing to look up
+        return span
     try:
         present = attributes_of(span)
         missing = {key: value for key, value in fills.items() if key not in present}

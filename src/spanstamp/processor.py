@@ -336,7 +336,7 @@ class SessionSpanProcessor(SpanProcessor):
             return
         final: tuple[str, ...] = ()
         stamped: dict[str, AttributeValue] = {}
-        if self._guarded:
+        if self._guarded is not None:  # not `if self._guarded:`, a call to its __len__ per span
             try:
                 context = span.context
                 entry = self._guarded.pop(context.span_id) if context is not None else None

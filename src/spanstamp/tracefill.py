@@ -160,18 +160,23 @@ class TraceFillProcessor(SpanProcessor):
         context = span.context
         if not context.trace_flags.sampled:  # never exported: nothing to fill
             return
+        trace_id, span_id = context.trace_id, context.span_id  # properties: read once
         now = time.monotonic()
         with self._lock:
             if self._shut:
                 return
-            trace = self._open.get(context.trace_id)
+            open_traces = self._open
+            trace = open_traces.get(trace_id)
             if trace is not None:  # a second local root in the trace (called twice by one caller)
-                trace.open_roots.add(context.span_id)
-                trace.roots.add(context.span_id)
+                trace.open_roots.add(span_id)
+                trace.roots.add(span_id)
                 return
-            expired = self._expire(now) if len(self._open) >= self._max_traces else []
-            if len(self._open) < self._max_traces:
-                self._open[context.trace_id] = LocalTrace(context.span_id, now)
+            if len(open_traces) < self._max_traces:  # the usual case: room for one more
+                open_traces[trace_id] = LocalTrace(span_id, now)
+                return
+            expired = self._expire(now)
+            if len(open_traces) < self._max_traces:
+                open_traces[trace_id] = LocalTrace(span_id, now)
             else:
                 self._warn("max_traces", f"{self._max_traces} traces are open")
         self._pass_on(expired)
@@ -181,24 +186,35 @@ class TraceFillProcessor(SpanProcessor):
         context = span.context
         if context is None:
             return [span]
+        # Each id read once: they are properties (~0.1 us each), and this runs on every span.
+        trace_id, span_id = context.trace_id, context.span_id
+        now = time.monotonic()
         with self._lock:
-            ready = self._expire(time.monotonic()) if self._open else []
-            trace = self._open.get(context.trace_id)
+            open_traces = self._open
+            # The oldest open trace comes first: only if it is past max_age is there anything to release.
+            expiring = open_traces and now - next(iter(open_traces.values())).started > self._max_age
+            ready = self._expire(now) if expiring else []
+            trace = open_traces.get(trace_id)
             if trace is None:
-                fills = self._decided.get(context.trace_id)
+                fills = self._decided.get(trace_id)
                 ready.append(fill(span, fills, None) if fills else span)
                 return ready
             lacks, grown = trace.note(span, self._keys)
-            self._keep_copy(trace, grown)
-            trace.open_roots.discard(context.span_id)
+            if grown:
+                self._keep_copy(trace, grown)
+            trace.open_roots.discard(span_id)
             if trace.open_roots:
                 # A span that has every id goes on at once: nothing would be filled on it.
-                if not ((lacks or context.span_id in trace.roots) and self._hold(trace, span)):
+                if not ((lacks or span_id in trace.roots) and self._hold(trace, span)):
                     ready.append(span)
                 return ready
-            del self._open[context.trace_id]
+            del open_traces[trace_id]
             self._bytes -= trace.bytes + trace.copy_bytes
-            fills, copied = self._decide(context.trace_id, trace)
+            fills, copied = self._decide(trace_id, trace)
+        if not trace.held and not lacks and not copied:
+            # The usual end of a trace whose root carries every id: nothing to fill on it.
+            ready.append(span)
+            return ready
         # Copies are built outside the lock: other threads' spans need not wait for them.
         for ended in [*trace.held, span]:
             root = ended.context is not None and ended.context.span_id in trace.roots
