@@ -258,3 +258,9 @@ def test_spans_whose_parent_is_missing(tmp_path: Path) -> None:
     assert result["sessions"]["active_s"]["mean"] == 22.0  # 12 + 10
     assert result["endings"]["all_turns_failed_share"] == 0.5  # the first turn (its orphan) failed
     assert result["endings"]["top_last_inputs"] == [{"input": "web", "count": 1}]  # the trace root's
+
+
+def test_file_names_that_look_like_patterns(tmp_path: Path) -> None:
+    # DuckDB would read "spans[1].jsonl" as a pattern; the file itself is read.
+    path = data.write(tmp_path / "spans[1] *.jsonl", data.scenario())
+    assert_close(without_skipped(analyze(path)), data.EXPECTED)

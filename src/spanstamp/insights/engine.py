@@ -9,6 +9,7 @@ without ids) is that file read a second time, slowly, to name its bad lines::
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -112,11 +113,11 @@ def run_files(paths: list[Path], *, idle_s: float, top: int) -> tuple[dict[str, 
         con = duckdb.connect(config=config)
         try:
             sources: dict[str, Path] = {}  # what DuckDB reads -> the user's file
-            for path in paths:
+            for number, path in enumerate(paths):
                 if is_empty(path):
                     reports.append(skipped(path, None, "empty file"))
                 else:
-                    sources[str(path)] = path
+                    sources[_readable_name(path, work, number)] = path
             cleaned: set[str] = set()
             by_step = _read(con, sources, cleaned, reports, work, idle_s=idle_s, top=top)
             (bad,) = con.execute("SELECT count(*) FROM spans WHERE bad").fetchone() or (0,)
@@ -129,6 +130,8 @@ def run_files(paths: list[Path], *, idle_s: float, top: int) -> tuple[dict[str, 
             for statement in by_step["aggregate"]:
                 con.execute(statement)
             row = con.execute(by_step["result"][0]).fetchone()
+        except duckdb.Error as error:  # not a bad line (those are handled): say what DuckDB said
+            raise RuntimeError(f"DuckDB: {str(error).splitlines()[0][:300]}") from error
         finally:
             con.close()
     assert row is not None  # the result statement always returns one row
@@ -192,6 +195,16 @@ def _refuses(con: Any, file: str) -> bool:
     except (duckdb.InvalidInputException, duckdb.ConversionException):
         return True
     return False
+
+
+def _readable_name(path: Path, work: Path, number: int) -> str:
+    # DuckDB reads a path with *, ? or [ as a pattern: such a file is read through a link.
+    name = str(path)
+    if not glob.has_magic(name):
+        return name
+    link = work / f"file-{number}.jsonl{'.gz' if name.endswith('.gz') else ''}"
+    link.symlink_to(path.resolve())
+    return str(link)
 
 
 def _free_cores() -> int | None:
