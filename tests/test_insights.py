@@ -264,3 +264,17 @@ def test_file_names_that_look_like_patterns(tmp_path: Path) -> None:
     # DuckDB would read "spans[1].jsonl" as a pattern; the file itself is read.
     path = data.write(tmp_path / "spans[1] *.jsonl", data.scenario())
     assert_close(without_skipped(analyze(path)), data.EXPECTED)
+
+
+def test_the_sql_takes_attribute_names_from_spanstamp_attributes() -> None:
+    from spanstamp import attributes as attr
+    from spanstamp.insights.engine import SQL_NAMES, sql_text, statements
+
+    text = sql_text()
+    for name, value in SQL_NAMES.items():
+        assert getattr(attr, name) == value
+        assert f"'{value}'" not in text  # spelled only as $NAME in the template
+        assert f"${name}" in text
+    filled = "\n".join(statements(["spans.jsonl"], idle_s=60.0, top=5))
+    assert "$" not in filled.replace("$.", "")  # every placeholder filled in
+    assert f"'{attr.SESSION_ID}'" in filled
