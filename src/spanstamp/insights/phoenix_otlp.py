@@ -76,7 +76,9 @@ def otlp_span(span: Any) -> dict[str, Any]:
     kind = span.get("span_kind")
     if isinstance(kind, str) and kind and kind != _NO_KIND and SPAN_KIND not in attributes:
         attributes[SPAN_KIND] = kind
-    out["attributes"] = key_values(_rejoin_json_strings(attributes))
+    # Empty lists and zero codes are left out, as the file exporter (proto3 JSON) leaves them out.
+    if attributes:
+        out["attributes"] = key_values(_rejoin_json_strings(attributes))
     events = [_event(event) for event in span.get("events") or () if isinstance(event, Mapping)]
     if events:
         out["events"] = events
@@ -151,7 +153,8 @@ def _event(event: Mapping[str, Any]) -> dict[str, Any]:
         out["timeUnixNano"] = str(nanos)
     out["name"] = event.get("name") or ""
     raw = event.get("attributes")
-    out["attributes"] = key_values(raw) if isinstance(raw, Mapping) else []
+    if isinstance(raw, Mapping) and raw:
+        out["attributes"] = key_values(raw)
     return out
 
 
@@ -159,7 +162,9 @@ def _status(code: Any, message: Any) -> dict[str, Any]:
     status: dict[str, Any] = {}
     if isinstance(message, str) and message:
         status["message"] = message
-    status["code"] = _STATUS_CODES.get(code if isinstance(code, str) else "", 0)
+    number = _STATUS_CODES.get(code if isinstance(code, str) else "", 0)
+    if number:
+        status["code"] = number
     return status
 
 
