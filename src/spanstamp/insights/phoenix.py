@@ -42,6 +42,11 @@ class PhoenixError(Exception):
         except PhoenixError as error: print(f"error: {error}", file=sys.stderr)
     """
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status Phoenix answered with, when it answered with an error.
+        self.status = status
+
 
 def download(
     url: str,
@@ -144,10 +149,11 @@ def _http_error(where: str, error: urllib.error.HTTPError) -> PhoenixError:
     if error.code in (401, 403):
         return PhoenixError(
             f"{where} refused the request (HTTP {error.code}): set {API_KEY_ENV} (or pass api_key) "
-            "to a valid Phoenix API key"
+            "to a valid Phoenix API key",
+            error.code,
         )
     detail = _detail(error)
-    return PhoenixError(f"{where} answered HTTP {error.code}" + (f": {detail}" if detail else ""))
+    return PhoenixError(f"{where} answered HTTP {error.code}" + (f": {detail}" if detail else ""), error.code)
 
 
 def _detail(error: urllib.error.HTTPError) -> str:
@@ -168,7 +174,7 @@ def _find_project(client: _Client, project: str, quoted: str) -> None:
     try:
         found = client.get(f"/v1/projects/{quoted}")
     except PhoenixError as error:
-        if "HTTP 404" not in str(error):
+        if error.status != 404:
             raise
         found = None
     if isinstance(found, dict) and isinstance(found.get("data"), dict):

@@ -105,7 +105,7 @@ def unix_nanos(value: Any) -> int | None:
 
 
 def key_values(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """OTLP ``KeyValue`` list of ``attributes``; nested mappings become dotted keys, None values are left out.
+    """OTLP ``KeyValue`` list of ``attributes``; nested mappings become dotted keys, None and {} are left out.
 
     key_values({"session": {"id": "s-1"}, "n": 3})
     # -> [{"key": "session.id", "value": {"stringValue": "s-1"}}, {"key": "n", "value": {"intValue": "3"}}]
@@ -139,7 +139,7 @@ def _flat(mapping: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
     pairs: list[tuple[str, Any]] = []
     for key, value in mapping.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):  # an empty one holds nothing an OTLP attribute could carry
             pairs.extend(_flat(value, f"{name}."))
         else:
             pairs.append((name, value))
