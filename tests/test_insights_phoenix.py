@@ -22,9 +22,10 @@ from opentelemetry.exporter.otlp.json.file.trace_exporter import FileSpanExporte
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 
+import insights_scenario as scenario
 import servers
 import spanstamp
 
@@ -118,6 +119,44 @@ def by_key(key_values: list[dict[str, Any]]) -> dict[str, Any]:
     return {kv["key"]: kv["value"] for kv in key_values}
 
 
+def event(e: dict[str, Any], unit: int = 1) -> tuple[str, int, dict[str, Any]]:
+    """An OTLP event as (name, time in ns rounded to ``unit``, attributes by key)."""
+    return e["name"], to_unit(int(e["timeUnixNano"]), unit), by_key(e.get("attributes", []))
+
+
+def to_unit(nanos: int, unit: int) -> int:
+    """``nanos`` rounded to the nearest multiple of ``unit`` (integers: a float cannot hold 1.8e18 ns exactly)."""
+    return (nanos + unit // 2) // unit * unit
+
+
+def assert_same_spans(sent_file: Path, got_file: Path) -> dict[str, dict[str, Any]]:
+    """The spans of ``got_file`` (a download) are those of ``sent_file`` (the file exporter's), field by
+    field, but for what Phoenix does not keep: nanoseconds below the microsecond, resource, scope,
+    OTel span kind and flags; and ``metadata``'s JSON text, equal as JSON. Returns the download's spans.
+    """
+    sent, got = file_spans(sent_file), file_spans(got_file)
+    assert sorted(got) == sorted(sent)
+    for span_id, want in sent.items():
+        have = got[span_id]
+        assert have["traceId"] == want["traceId"]
+        assert have.get("parentSpanId") == want.get("parentSpanId")
+        assert have["name"] == want["name"]
+        for field in ("startTimeUnixNano", "endTimeUnixNano"):
+            assert isinstance(have[field], str)
+            assert int(have[field]) == to_unit(int(want[field]), US)  # whole microseconds
+        assert have["status"].get("code", 0) == want["status"].get("code", 0)
+        assert have["status"].get("message") == want["status"].get("message")
+        want_attrs, have_attrs = by_key(want.get("attributes", [])), by_key(have.get("attributes", []))
+        # Phoenix parses the JSON text of `metadata`; download() writes it back as JSON text.
+        if attr.METADATA in want_attrs:
+            assert json.loads(have_attrs.pop(attr.METADATA)["stringValue"]) == json.loads(
+                want_attrs.pop(attr.METADATA)["stringValue"]
+            )
+        assert have_attrs == want_attrs
+        assert [event(e) for e in have.get("events", [])] == [event(e, US) for e in want.get("events", [])]
+    return got
+
+
 def wait_for(url: str, project: str, count: int, headers: dict[str, str] | None = None) -> None:
     """Until Phoenix has written ``count`` spans of the project (it inserts in the background)."""
     found = until_found(f"{url}/v1/projects/{project}/spans?limit=1000", count, headers=headers)
@@ -137,28 +176,7 @@ def test_download_gives_back_the_spans_the_file_exporter_wrote(phoenix: str, tmp
         (resource,) = json.loads(line)["resourceSpans"]
         # Phoenix keeps no resource but the project, and no instrumentation scope.
         assert by_key(resource["resource"]["attributes"]) == {"openinference.project.name": {"stringValue": PROJECT}}
-    sent, got = file_spans(sent_file), file_spans(out)
-    assert sorted(got) == sorted(sent)
-    for span_id, want in sent.items():
-        have = got[span_id]
-        assert have["traceId"] == want["traceId"]
-        assert have.get("parentSpanId") == want.get("parentSpanId")
-        assert have["name"] == want["name"]
-        for field in ("startTimeUnixNano", "endTimeUnixNano"):
-            assert isinstance(have[field], str)
-            assert int(have[field]) == round(int(want[field]) / US) * US  # whole microseconds
-        assert have["status"].get("code", 0) == want["status"].get("code", 0)
-        assert have["status"].get("message") == want["status"].get("message")
-        want_attrs, have_attrs = by_key(want.get("attributes", [])), by_key(have.get("attributes", []))
-        # Phoenix parses the JSON text of `metadata`; download() writes it back as JSON text.
-        if attr.METADATA in want_attrs:
-            assert json.loads(have_attrs.pop(attr.METADATA)["stringValue"]) == json.loads(
-                want_attrs.pop(attr.METADATA)["stringValue"]
-            )
-        assert have_attrs == want_attrs
-        want_events = [(e["name"], e["timeUnixNano"], by_key(e.get("attributes", []))) for e in want.get("events", [])]
-        have_events = [(e["name"], e["timeUnixNano"], by_key(e.get("attributes", []))) for e in have.get("events", [])]
-        assert have_events == want_events
+    got = assert_same_spans(sent_file, out)
     # What the analysis reads, spelled out once: the turn, its user and the recorded end.
     turn = next(s for s in got.values() if s["name"] == "turn")
     assert by_key(turn["attributes"])[attr.SESSION_ID] == {"stringValue": "s-1"}
@@ -166,6 +184,24 @@ def test_download_gives_back_the_spans_the_file_exporter_wrote(phoenix: str, tmp
     end = next(s for s in got.values() if s["name"] == "session.end")
     assert by_key(end["events"][0]["attributes"])[attr.SESSION_END_REASON] == {"stringValue": "user_left"}
     assert next(s for s in got.values() if s["name"] == "llm")["status"]["code"] == 2
+
+
+def test_the_known_answer_scenario_from_phoenix_gives_the_file_s_figures(phoenix: str, tmp_path: Path) -> None:
+    spans = scenario.scenario_spans()
+    exporter = OTLPSpanExporter(f"{phoenix}/v1/traces")
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    wait_for(phoenix, scenario.PROJECT, scenario.EXPECTED["spans"])
+
+    path = download(phoenix, scenario.PROJECT, tmp_path / "phoenix.jsonl", progress=False, page_size=10)
+
+    # Every time in the scenario is whole milliseconds, so Phoenix keeps them exactly.
+    assert_same_spans(scenario.write_jsonl(spans, tmp_path / "file.jsonl"), path)
+    from spanstamp.insights import analyze
+
+    result = analyze([path], idle_s=scenario.IDLE_S)
+    assert result["skipped"] == []
+    scenario.assert_matches(result)
 
 
 def test_progress_goes_to_stderr_and_the_file_is_replaced_only_when_complete(
