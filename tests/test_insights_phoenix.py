@@ -221,6 +221,19 @@ def test_progress_goes_to_stderr_and_the_file_is_replaced_only_when_complete(
     assert not (tmp_path / "phoenix.jsonl.part").exists()
 
 
+def test_a_project_can_be_named_by_its_id(phoenix: str, tmp_path: Path) -> None:
+    count = send(phoenix, "insights-by-id", tmp_path / "sent.jsonl")
+    wait_for(phoenix, "insights-by-id", count)
+    projects = until_found(f"{phoenix}/v1/projects")
+    (project_id,) = [p["id"] for p in projects if p["name"] == "insights-by-id"]
+
+    out = download(phoenix, project_id, tmp_path / "phoenix.jsonl", progress=False)
+
+    assert_same_spans(tmp_path / "sent.jsonl", out)
+    resource = json.loads(out.read_text(encoding="utf-8").splitlines()[0])["resourceSpans"][0]["resource"]
+    assert by_key(resource["attributes"]) == {"openinference.project.name": {"stringValue": "insights-by-id"}}
+
+
 def test_an_unknown_project_is_named_with_the_projects_there_are(phoenix: str, tmp_path: Path) -> None:
     count = send(phoenix, "insights-known", tmp_path / "sent.jsonl")
     wait_for(phoenix, "insights-known", count)

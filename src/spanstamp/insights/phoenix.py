@@ -75,14 +75,14 @@ def download(
         headers["Authorization"] = f"Bearer {key}"
     client = _Client(base, headers, timeout)
     quoted = urllib.parse.quote(project, safe="")
-    _find_project(client, project, quoted)
+    name = _find_project(client, project, quoted)
     target = Path(dest)
     partial = target.with_name(target.name + ".part")
-    meter = _Progress(sys.stderr if progress else None, project, _span_count(client, project))
+    meter = _Progress(sys.stderr if progress else None, name, _span_count(client, name))
     try:
         with partial.open("w", encoding="utf-8") as out:
             for page in _pages(client, quoted, page_size):
-                _write_page(out, page, project)
+                _write_page(out, page, name)
                 meter.advance(len(page))
         partial.replace(target)
     finally:
@@ -169,16 +169,18 @@ def _detail(error: urllib.error.HTTPError) -> str:
     return " ".join(raw.split())[:300]
 
 
-def _find_project(client: _Client, project: str, quoted: str) -> None:
-    """Fail clearly, naming the projects there are, when Phoenix has no such project."""
+def _find_project(client: _Client, project: str, quoted: str) -> str:
+    """The project's name (``project`` may be its id); fails clearly, naming the projects there are."""
     try:
         found = client.get(f"/v1/projects/{quoted}")
     except PhoenixError as error:
         if error.status != 404:
             raise
         found = None
-    if isinstance(found, dict) and isinstance(found.get("data"), dict):
-        return
+    data = found.get("data") if isinstance(found, dict) else None
+    if isinstance(data, dict):
+        name = data.get("name")
+        return name if isinstance(name, str) and name else project
     names = _project_names(client)
     listed = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "") if names else "none"
     raise PhoenixError(f"Phoenix at {client.base} has no project {project!r} (projects: {listed})")
