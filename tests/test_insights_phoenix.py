@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pty
+import select
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,7 +209,7 @@ def test_the_known_answer_scenario_from_phoenix_gives_the_file_s_figures(phoenix
 
 
 def test_progress_goes_to_stderr_and_the_file_is_replaced_only_when_complete(
-    phoenix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    phoenix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     count = send(phoenix, "insights-progress", tmp_path / "sent.jsonl")
     wait_for(phoenix, "insights-progress", count)
@@ -219,6 +223,38 @@ def test_progress_goes_to_stderr_and_the_file_is_replaced_only_when_complete(
     assert captured.err == f"Phoenix insights-progress: {count} spans of {count} (100%)\n"
     assert len(file_spans(dest)) == count
     assert not (tmp_path / "phoenix.jsonl.part").exists()
+
+    # On a terminal the line is redrawn in place after each page.
+    main, secondary = pty.openpty()
+    with os.fdopen(secondary, "w", encoding="utf-8") as terminal:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        download(phoenix, "insights-progress", dest, page_size=2)
+    shown = read_all(main)
+    assert count == 7  # four pages of two
+    done = [
+        "0 spans of 7 (0%)",
+        "2 spans of 7 (29%)",
+        "4 spans of 7 (57%)",
+        "6 spans of 7 (86%)",
+        "7 spans of 7 (100%)",
+    ]
+    # Once at the start, once a page, once more at the end; the terminal's own \r before \n.
+    assert shown.split("\r") == ["", *(f"Phoenix insights-progress: {d}\x1b[K" for d in [*done, done[-1]]), "\n"]
+
+
+def read_all(fd: int) -> str:
+    """Everything waiting on a pty's main side (a read returns a chunk at a time); closes it."""
+    chunks = []
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side is closed and nothing is left
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode()
 
 
 def test_a_project_can_be_named_by_its_id(phoenix: str, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ checks that need no server. No Phoenix here: the span objects below have the sha
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,13 @@ def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
         download(f"http://127.0.0.1:{port}/", "default", tmp_path / "out.jsonl", progress=False, timeout=5)
     assert raised.value.status is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_server_that_never_answers_is_a_timeout(tmp_path: Path) -> None:
+    # A socket that listens and never answers: the kernel takes the connection, nobody replies.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with pytest.raises(PhoenixError, match=r"^Phoenix at http://127.0.0.1:\d+ did not answer within 0.5 s$"):
+            download(f"http://127.0.0.1:{port}", "default", tmp_path / "out.jsonl", progress=False, timeout=0.5)

@@ -20,6 +20,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -205,7 +206,7 @@ def _span_count(client: _Client, project: str) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
-def _pages(client: _Client, quoted: str, page_size: int) -> Any:
+def _pages(client: _Client, quoted: str, page_size: int) -> Iterator[list[Any]]:
     """Each page's spans, following ``next_cursor``: newest first by Phoenix's row id, so spans
     that arrive while paging are left out and none is read twice."""
     cursor: str | None = None
