@@ -1,0 +1,216 @@
+-- spanstamp insights over OTLP JSON lines, in DuckDB (docs/insights.md states the definitions).
+--
+-- A template: spanstamp.insights.engine fills in $FILES (a list of paths), $IDLE_NS, $TOP,
+-- $MAX_OBJECT and the attribute names (as SQL strings, from spanstamp.attributes). The
+-- statements run in order; the last one returns the whole result document as one JSON value.
+
+CREATE OR REPLACE MACRO _attr(kv, k) AS list_filter(kv, lambda a: a.key = k)[1].value;
+CREATE OR REPLACE MACRO _text(v) AS nullif(trim(v.stringValue), '');
+CREATE OR REPLACE MACRO _iso(ns) AS strftime(make_timestamp(ns // 1000), '%Y-%m-%dT%H:%M:%S.%gZ');
+CREATE OR REPLACE MACRO _stats(x) AS {'mean': avg(x), 'p50': quantile_cont(x, 0.5), 'p90': quantile_cont(x, 0.9)};
+
+-- The normalized span relation, one row per span. A line that is not OTLP (no resourceSpans)
+-- becomes one row with no ids, so that the bad rows of a file can be counted and dropped.
+CREATE OR REPLACE TEMP TABLE spans AS
+WITH lines AS (
+    -- from_json over each line's text: far faster than read_json's typed columns on lines
+    -- that hold hundreds of spans each.
+    SELECT filename AS file, from_json(json, '$STRUCTURE').resourceSpans AS rs
+    FROM read_ndjson_objects($FILES, filename = true, maximum_object_size = $MAX_OBJECT)
+), flat AS (
+    SELECT file,
+           unnest(CASE WHEN rs IS NULL THEN [NULL]
+                       ELSE flatten(list_transform(rs, lambda r: flatten(list_transform(r.scopeSpans, lambda x: x.spans))))
+                  END) AS s
+    FROM lines
+), picked AS (
+    SELECT file, s,
+           list_filter(s.attributes, lambda a: a.key IN ($SESSION_ID, $USER_ID, $TASK_ID, $FEEDBACK_TASK_ID,
+                                                        $INPUT_VALUE)) AS kv,
+           list_filter(s.events, lambda e: e.name = $SESSION_END_EVENT)[-1].attributes AS ev
+    FROM flat
+)
+SELECT file,
+       nullif(s.traceId, '') AS trace_id,
+       nullif(s.spanId, '') AS span_id,
+       nullif(s.parentSpanId, '') AS parent_id,
+       TRY_CAST(s.startTimeUnixNano AS BIGINT) AS start_ns,
+       TRY_CAST(s.endTimeUnixNano AS BIGINT) AS end_ns,
+       coalesce(s.status.code IN ('2', 'STATUS_CODE_ERROR'), false) AS failed,
+       _text(_attr(kv, $SESSION_ID)) AS session_id,
+       _text(_attr(kv, $USER_ID)) AS user_id,
+       _text(_attr(kv, $TASK_ID)) AS task_id,
+       _attr(kv, $FEEDBACK_TASK_ID) IS NOT NULL AS is_feedback,
+       _attr(kv, $INPUT_VALUE).stringValue AS input,
+       _text(_attr(ev, $SESSION_ID)) AS ended_session,
+       _attr(ev, $SESSION_END_REASON).stringValue AS end_reason
+FROM picked;
+
+-- Per file: rows that are no span (not OTLP), spans without ids or times. The engine
+-- locates them by line (a slower pass over those files only), then they are dropped.
+CREATE OR REPLACE TEMP TABLE bad_files AS
+SELECT file, count(*) AS bad FROM spans
+WHERE trace_id IS NULL OR span_id IS NULL OR start_ns IS NULL OR end_ns IS NULL
+GROUP BY file;
+
+DELETE FROM spans WHERE trace_id IS NULL OR span_id IS NULL OR start_ns IS NULL OR end_ns IS NULL;
+
+-- Each span of a trace that holds a task span, with the outermost task span above it (or
+-- itself): a walk down from the roots (spans whose parent is not in the data count as roots).
+CREATE OR REPLACE TEMP TABLE task_traces AS
+SELECT DISTINCT trace_id FROM spans WHERE task_id IS NOT NULL AND NOT is_feedback;
+
+CREATE OR REPLACE TEMP TABLE task_spans AS
+WITH RECURSIVE candidates AS (
+    SELECT s.trace_id, s.span_id, s.parent_id, s.task_id IS NOT NULL AND NOT s.is_feedback AS is_task
+    FROM spans s SEMI JOIN task_traces t ON s.trace_id = t.trace_id
+), walk(trace_id, span_id, turn_span, depth) AS (
+    SELECT c.trace_id, c.span_id, CASE WHEN c.is_task THEN c.span_id END, 0
+    FROM candidates c
+    WHERE c.parent_id IS NULL
+       OR NOT EXISTS (SELECT 1 FROM candidates p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_id)
+    UNION ALL
+    SELECT c.trace_id, c.span_id, coalesce(w.turn_span, CASE WHEN c.is_task THEN c.span_id END), w.depth + 1
+    FROM walk w JOIN candidates c ON c.trace_id = w.trace_id AND c.parent_id = w.span_id
+    WHERE w.depth < 1000  -- a parent cycle in broken data ends here
+)
+SELECT trace_id, span_id, turn_span FROM walk WHERE turn_span IS NOT NULL;
+
+-- Turns: an outermost task span with its descendants; in traces without task spans, the
+-- spans of one (trace, session) pair.
+CREATE OR REPLACE TEMP TABLE turns AS
+WITH members AS (
+    SELECT s.*, t.trace_id || ':' || t.turn_span AS turn_key, t.turn_span = s.span_id AS is_head
+    FROM spans s JOIN task_spans t ON s.trace_id = t.trace_id AND s.span_id = t.span_id
+    WHERE NOT s.is_feedback
+    UNION ALL
+    SELECT s.*, s.trace_id || '/' || s.session_id AS turn_key, false AS is_head
+    FROM spans s ANTI JOIN task_traces t ON s.trace_id = t.trace_id
+    WHERE s.session_id IS NOT NULL AND NOT s.is_feedback
+), roots AS (
+    SELECT trace_id, arg_min({'input': input}, (start_ns, span_id)).input AS input
+    FROM spans WHERE parent_id IS NULL GROUP BY trace_id
+), grouped AS (
+    SELECT turn_key, any_value(trace_id) AS trace_id,
+           CASE WHEN bool_or(is_head) THEN any_value(session_id) FILTER (WHERE is_head)
+                ELSE any_value(session_id) END AS session_id,
+           min(start_ns) AS start_ns, max(end_ns) AS end_ns, bool_or(failed) AS failed,
+           arg_min(user_id, (start_ns, span_id)) FILTER (WHERE user_id IS NOT NULL) AS user_id,
+           any_value(input) FILTER (WHERE is_head) AS head_input,
+           arg_min(input, (start_ns, span_id)) FILTER (WHERE input IS NOT NULL) AS first_input
+    FROM members GROUP BY turn_key
+)
+SELECT g.turn_key, g.trace_id, g.session_id, g.start_ns, g.end_ns, g.end_ns - g.start_ns AS latency_ns, g.failed,
+       g.user_id, coalesce(g.head_input, r.input, g.first_input) AS input,
+       -- The furthest end of the session's earlier turns: a gap after it splits visits.
+       max(g.end_ns) OVER (PARTITION BY g.session_id ORDER BY g.start_ns, g.turn_key
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+FROM grouped g LEFT JOIN roots r ON r.trace_id = g.trace_id
+WHERE g.session_id IS NOT NULL;
+
+CREATE OR REPLACE TEMP TABLE islands AS
+SELECT session_id, start_ns, end_ns,
+       sum(CASE WHEN prev_end IS NULL OR start_ns > prev_end THEN 1 ELSE 0 END)
+           OVER (PARTITION BY session_id ORDER BY start_ns, turn_key ROWS UNBOUNDED PRECEDING) AS island,
+       sum(CASE WHEN prev_end IS NULL OR start_ns - prev_end > $IDLE_NS THEN 1 ELSE 0 END)
+           OVER (PARTITION BY session_id ORDER BY start_ns, turn_key ROWS UNBOUNDED PRECEDING) AS visit
+FROM turns;
+
+CREATE OR REPLACE TEMP TABLE visits AS
+SELECT session_id, visit, (max(end_ns) - min(start_ns)) / 1e9 AS duration_s
+FROM islands GROUP BY session_id, visit;
+
+CREATE OR REPLACE TEMP TABLE sessions AS
+WITH active AS (
+    SELECT session_id, sum(e - s) / 1e9 AS active_s
+    FROM (SELECT session_id, min(start_ns) AS s, max(end_ns) AS e FROM islands GROUP BY session_id, island)
+    GROUP BY session_id
+), recorded AS (
+    SELECT ended_session AS session_id, arg_max({'reason': end_reason}, end_ns).reason AS reason
+    FROM spans WHERE ended_session IS NOT NULL GROUP BY ended_session
+), newest AS (SELECT max(end_ns) AS ns FROM spans)
+SELECT t.session_id, count(*) AS turns, min(t.start_ns) AS first_start, max(t.end_ns) AS last_end,
+       (max(t.end_ns) - min(t.start_ns)) / 1e9 AS duration_s,
+       any_value(a.active_s) AS active_s,
+       arg_min(t.user_id, (t.start_ns, t.trace_id)) FILTER (WHERE t.user_id IS NOT NULL) AS user_id,
+       count(DISTINCT t.user_id) AS users,
+       sum(t.failed::INTEGER) AS failed_turns,
+       arg_max({'failed': t.failed, 'latency': t.latency_ns, 'input': t.input}, (t.start_ns, t.turn_key)) AS last,
+       quantile_cont(t.latency_ns, 0.5) AS median_latency_ns,
+       any_value(r.session_id) IS NOT NULL AS recorded_end,
+       any_value(r.reason) AS end_reason,
+       any_value(r.session_id) IS NOT NULL OR any_value(n.ns) - max(t.end_ns) > $IDLE_NS AS ended
+FROM turns t
+JOIN active a ON a.session_id = t.session_id
+CROSS JOIN newest n
+LEFT JOIN recorded r ON r.session_id = t.session_id
+GROUP BY t.session_id;
+
+CREATE OR REPLACE TEMP TABLE users AS
+WITH days AS (
+    SELECT s.user_id, count(DISTINCT CAST(make_timestamp(t.start_ns // 1000) AS DATE)) AS active_days
+    FROM turns t JOIN sessions s ON s.session_id = t.session_id
+    WHERE s.user_id IS NOT NULL GROUP BY s.user_id
+)
+SELECT s.user_id, count(*) AS sessions, sum(s.turns)::BIGINT AS turns, avg(s.turns) AS mean_turns_per_session,
+       avg(s.duration_s) AS mean_session_duration_s, min(s.first_start) AS first_seen, max(s.last_end) AS last_seen,
+       any_value(d.active_days) AS active_days
+FROM sessions s JOIN days d ON d.user_id = s.user_id
+GROUP BY s.user_id;
+
+-- The whole result document, one JSON value.
+SELECT to_json({
+    'spans': (SELECT count(*) FROM spans),
+    'turns': (SELECT count(*) FROM turns),
+    'idle_s': $IDLE_NS / 1e9,
+    'newest': (SELECT _iso(max(end_ns)) FROM spans),
+    'sessions': (SELECT {
+        'count': count(*), 'single_turn': count(*) FILTER (WHERE turns = 1),
+        'multi_user': count(*) FILTER (WHERE users > 1), 'ended': count(*) FILTER (WHERE ended),
+        'turns_per_session': _stats(turns), 'duration_s': _stats(duration_s), 'active_s': _stats(active_s),
+        'visits': (SELECT count(*) FROM visits),
+        'visit_duration_s': (SELECT _stats(duration_s) FROM visits)} FROM sessions),
+    'users': {
+        'count': (SELECT count(*) FROM users),
+        'returning': (SELECT count(*) FROM users WHERE active_days >= 2),
+        'top': coalesce((SELECT list({'user_id': user_id, 'sessions': sessions, 'turns': turns,
+                                      'mean_turns_per_session': mean_turns_per_session,
+                                      'mean_session_duration_s': mean_session_duration_s,
+                                      'first_seen': _iso(first_seen), 'last_seen': _iso(last_seen),
+                                      'active_days': active_days} ORDER BY turns DESC, user_id)
+                         FROM (SELECT * FROM users ORDER BY turns DESC, user_id LIMIT $TOP)), [])},
+    'endings': (SELECT {
+        'ended': count(*),
+        'last_turn_failed_share': count(*) FILTER (WHERE last.failed) / nullif(count(*), 0),
+        'all_turns_failed_share': sum(failed_turns) / nullif(sum(turns), 0),
+        'last_turn_latency_ratio': {'mean': avg(last.latency / nullif(median_latency_ns, 0)),
+                                    'p50': quantile_cont(last.latency / nullif(median_latency_ns, 0), 0.5)},
+        'single_turn_share': count(*) FILTER (WHERE turns = 1) / nullif(count(*), 0),
+        'top_last_inputs': coalesce((
+            SELECT list({'input': input, 'count': n} ORDER BY n DESC, input) FROM (
+                SELECT input, count(*) AS n FROM (
+                    SELECT lower(trim(regexp_replace(last.input, '\s+', ' ', 'g'))) AS input
+                    FROM sessions WHERE ended AND last.input IS NOT NULL)
+                GROUP BY input ORDER BY n DESC, input LIMIT 10)), []),
+        'reasons': coalesce((
+            SELECT list({'reason': end_reason, 'count': n} ORDER BY n DESC, end_reason) FROM (
+                SELECT end_reason, count(*) AS n FROM sessions
+                WHERE recorded_end AND end_reason IS NOT NULL GROUP BY end_reason)), [])}
+        FROM sessions WHERE ended),
+    'charts': {
+        'turns_per_session': coalesce((
+            SELECT list({'turns': turns, 'sessions': n} ORDER BY turns)
+            FROM (SELECT turns, count(*) AS n FROM sessions GROUP BY turns)), []),
+        'session_duration_s': coalesce((
+            SELECT list({'le': b.le, 'sessions': (SELECT count(*) FROM sessions s
+                                                   WHERE s.duration_s <= coalesce(b.le, 'inf'::DOUBLE)
+                                                     AND s.duration_s > b.lo)} ORDER BY b.i)
+            FROM (SELECT i, le, coalesce(lag(le) OVER (ORDER BY i), -1) AS lo FROM (VALUES
+                  (1, 10.0), (2, 30.0), (3, 60.0), (4, 300.0), (5, 600.0), (6, 1800.0), (7, 3600.0), (8, NULL))
+                  v(i, le)) b
+            WHERE (SELECT count(*) FROM sessions) > 0), []),
+        'sessions_per_day': coalesce((
+            SELECT list({'day': strftime(day, '%Y-%m-%d'), 'sessions': n} ORDER BY day)
+            FROM (SELECT CAST(make_timestamp(first_start // 1000) AS DATE) AS day, count(*) AS n
+                  FROM sessions GROUP BY day)), [])}
+}) AS result;
