@@ -14,7 +14,9 @@ import json
 import math
 import os
 import pty
+import re
 import select
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +36,7 @@ import servers
 import spanstamp
 
 # Skips this module when arize-phoenix is not installed.
-from phoenix_server import running_phoenix, until_found
+from phoenix_server import clean_env, running_phoenix, until_found
 from spanstamp import attributes as attr
 from spanstamp.insights.phoenix import API_KEY_ENV, PhoenixError, download
 
@@ -206,6 +208,24 @@ def test_the_known_answer_scenario_from_phoenix_gives_the_file_s_figures(phoenix
     result = analyze([path], idle_s=scenario.IDLE_S)
     assert result["skipped"] == []
     scenario.assert_matches(result)
+
+    # The same through the command line: the report on stdout, the progress line on stderr.
+    command = ["insights", "--phoenix", phoenix, "--project", scenario.PROJECT, "--json"]
+    run = subprocess.run([sys.executable, "-m", "spanstamp", *command], env=clean_env(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == f"Phoenix {scenario.PROJECT}: 28 spans of 28 (100%)\n"
+    scenario.assert_matches(json.loads(run.stdout))
+
+
+def test_the_command_line_reports_an_unknown_project_in_one_line(phoenix: str) -> None:
+    command = ["insights", "--phoenix", phoenix, "--project", "no-such-project"]
+    run = subprocess.run([sys.executable, "-m", "spanstamp", *command], env=clean_env(), capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert re.fullmatch(
+        rf"spanstamp insights: PhoenixError: Phoenix at {phoenix} has no project 'no-such-project' \(projects: .*\)\n",
+        run.stderr,
+    )
 
 
 def test_progress_goes_to_stderr_and_the_file_is_replaced_only_when_complete(

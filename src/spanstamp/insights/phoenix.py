@@ -35,7 +35,7 @@ _COUNT_QUERY: Final = "query ($name: String!) { getProjectByName(name: $name) { 
 _BAD_NAME_CHARS: Final = "/?#"
 
 
-class PhoenixError(Exception):
+class PhoenixError(RuntimeError):
     """Phoenix could not be read: unreachable, refused, unknown project, or not a Phoenix answer.
 
     The message is one line for the terminal (never the API key), so the CLI prints it as is::
