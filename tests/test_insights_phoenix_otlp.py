@@ -156,6 +156,7 @@ def test_a_page_is_one_export_request() -> None:
         ("ftp://127.0.0.1", "default", "must start with http:// or https://"),
         ("http://127.0.0.1:6006", "", "project name must be a non-empty string"),
         ("http://127.0.0.1:6006", "a/b", r"has / \? or #"),
+        ("http://user:s3cret@127.0.0.1:6006", "default", r"^the Phoenix URL must not carry a user or password: set"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_request(url: str, project: str, message: str, tmp_path: Path) -> None:
@@ -185,3 +186,16 @@ def test_a_server_that_never_answers_is_a_timeout(tmp_path: Path) -> None:
         port = listener.getsockname()[1]
         with pytest.raises(PhoenixError, match=r"^Phoenix at http://127.0.0.1:\d+ did not answer within 0.5 s$"):
             download(f"http://127.0.0.1:{port}", "default", tmp_path / "out.jsonl", progress=False, timeout=0.5)
+
+
+@pytest.mark.parametrize("key", ["line\nbreak", "clé"])
+def test_an_api_key_no_header_can_carry_is_refused_without_showing_it(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(PhoenixError, match=r"^download\(api_key\) is not printable ASCII") as given:
+        download("http://127.0.0.1:6006", "default", tmp_path / "out.jsonl", progress=False, api_key=key)
+    monkeypatch.setenv("PHOENIX_API_KEY", key)
+    with pytest.raises(PhoenixError, match=r"^PHOENIX_API_KEY is not printable ASCII") as from_env:
+        download("http://127.0.0.1:6006", "default", tmp_path / "out.jsonl", progress=False)
+    assert key not in str(given.value)
+    assert key not in str(from_env.value)

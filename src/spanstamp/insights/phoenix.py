@@ -73,6 +73,10 @@ def download(
     headers = {"Accept": "application/json", "User-Agent": "spanstamp-insights"}
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     if key:
+        # http.client would refuse such a header with the value in its message.
+        if not isinstance(key, str) or not key.isprintable() or not key.isascii():
+            where = "download(api_key)" if api_key is not None else API_KEY_ENV
+            raise PhoenixError(f"{where} is not printable ASCII ({len(key)} characters): no HTTP header can carry it")
         headers["Authorization"] = f"Bearer {key}"
     client = _Client(base, headers, timeout)
     quoted = urllib.parse.quote(project, safe="")
@@ -96,6 +100,8 @@ def _base_url(url: str) -> str:
     parsed = urllib.parse.urlsplit(url.strip()) if isinstance(url, str) else None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise PhoenixError("the Phoenix URL must start with http:// or https:// and name a host")
+    if "@" in parsed.netloc:  # it would end up in messages; the key has its own way in
+        raise PhoenixError(f"the Phoenix URL must not carry a user or password: set {API_KEY_ENV} instead")
     # A Phoenix behind a path prefix (PHOENIX_HOST_ROOT_PATH) keeps it; query and fragment go.
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path.rstrip("/"), "", ""))
 
