@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.json.file.trace_exporter import FileSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -57,6 +56,9 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def send(url: str, project: str, file: Path, headers: dict[str, str] | None = None) -> int:
     """Record the spans both to Phoenix (OTLP/HTTP) and to ``file`` (the file exporter); how many."""
+    # Imported here: the lowest-versions run (test-core extra) collects this module, then skips it.
+    from opentelemetry.exporter.otlp.json.file.trace_exporter import FileSpanExporter
+
     provider = TracerProvider(resource=Resource.create({"openinference.project.name": project}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces", headers=headers)))
     provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(file)))
