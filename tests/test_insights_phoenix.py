@@ -292,6 +292,32 @@ def test_a_project_can_be_named_by_its_id(phoenix: str, tmp_path: Path) -> None:
     assert by_key(resource["attributes"]) == {"openinference.project.name": {"stringValue": "insights-by-id"}}
 
 
+def test_phoenix_s_own_attributes_derived_from_gen_ai_ones_come_back_too(phoenix: str, tmp_path: Path) -> None:
+    # Phoenix fills in OpenInference attributes from OTel's gen_ai.* ones where a span has none
+    # (phoenix.trace.gen_ai); it stores them like the others, so the download has them too, and
+    # the analysis sees the conversation id as the session. docs/insights-phoenix.md says so.
+    provider = TracerProvider(resource=Resource.create({"openinference.project.name": "insights-gen-ai"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{phoenix}/v1/traces")))
+    gen_ai = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.conversation.id": "conv-7",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini",
+    }
+    provider.get_tracer("insights-e2e").start_span("chat gpt-4o-mini", attributes=gen_ai).end()
+    provider.shutdown()
+    wait_for(phoenix, "insights-gen-ai", 1)
+
+    out = download(phoenix, "insights-gen-ai", tmp_path / "phoenix.jsonl", progress=False)
+
+    (span,) = file_spans(out).values()
+    got = by_key(span["attributes"])
+    assert {k: got[k] for k in gen_ai} == {k: {"stringValue": v} for k, v in gen_ai.items()}
+    assert got[attr.SESSION_ID] == {"stringValue": "conv-7"}
+    assert got[attr.SPAN_KIND] == {"stringValue": "LLM"}
+    assert json.loads(got[attr.OUTPUT_VALUE]["stringValue"]) == {"model": "gpt-4o-mini"}
+
+
 def test_an_unknown_project_is_named_with_the_projects_there_are(phoenix: str, tmp_path: Path) -> None:
     count = send(phoenix, "insights-known", tmp_path / "sent.jsonl")
     wait_for(phoenix, "insights-known", count)
