@@ -86,6 +86,7 @@ def send(url: str, project: str, file: Path, headers: dict[str, str] | None = No
         with trace.use_span(turn, end_on_exit=False):
             llm = tracer.start_span("llm", start_time=T0 + 10 * US, attributes={attr.SPAN_KIND: "LLM"})
             llm.add_event("retry", {"attempt": 2, "why": "rate limit"}, timestamp=T0 + 20 * US)
+            llm.record_exception(RuntimeError("upstream failed"), {"http.status_code": 503}, timestamp=T0 + 30 * US)
             llm.set_status(Status(StatusCode.ERROR, "upstream failed"))
             llm.end(end_time=T0 + S)
             count += 1
@@ -161,7 +162,12 @@ def assert_same_spans(sent_file: Path, got_file: Path) -> dict[str, dict[str, An
                 want_attrs.pop(attr.METADATA)["stringValue"]
             )
         assert have_attrs == want_attrs
-        assert [event(e) for e in have.get("events", [])] == [event(e, US) for e in want.get("events", [])]
+        want_events = [event(e, US) for e in want.get("events", [])]
+        for name, _, attributes in want_events:
+            if name == "exception":  # Phoenix keeps only the exception.* attributes of these
+                for key in [k for k in attributes if not k.startswith("exception.")]:
+                    del attributes[key]
+        assert [event(e) for e in have.get("events", [])] == want_events
     return got
 
 
@@ -191,7 +197,9 @@ def test_download_gives_back_the_spans_the_file_exporter_wrote(phoenix: str, tmp
     assert by_key(turn["attributes"])[attr.USER_ID] == {"stringValue": "u-1"}
     end = next(s for s in got.values() if s["name"] == "session.end")
     assert by_key(end["events"][0]["attributes"])[attr.SESSION_END_REASON] == {"stringValue": "user_left"}
-    assert next(s for s in got.values() if s["name"] == "llm")["status"]["code"] == 2
+    llm = next(s for s in got.values() if s["name"] == "llm")
+    assert llm["status"]["code"] == 2
+    assert [e["name"] for e in llm["events"]] == ["retry", "exception"]
 
 
 def test_the_known_answer_scenario_from_phoenix_gives_the_file_s_figures(phoenix: str, tmp_path: Path) -> None:
