@@ -20,6 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import options, privacy, propagation, rules, tracefill
+from spanstamp._attribute_writes import write
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
 from spanstamp._spans import attributes_of, copy_with, overwritten, restore
@@ -217,9 +218,10 @@ class SessionSpanProcessor(SpanProcessor):
                 # building a dict. A Context holds a handful of keys, so one pass over
                 # them also tells most spans, which find none, that there is nothing to
                 # do; an empty Context (a root span's) skips even that.
-                if current:
+                if current and not watch.isdisjoint(current):
                     keys = self._key_set
                     named = False
+                    found: list[tuple[str, AttributeValue]] = []
                     for key in current:  # keys only: most are not ours, and need no value
                         if key in watch:
                             if key not in keys:  # an id a scope's metadata names
@@ -239,7 +241,9 @@ class SessionSpanProcessor(SpanProcessor):
                                 value = stampable(key, value)
                                 if value is None:
                                     continue
-                            span.set_attribute(key, value)
+                            found.append((key, value))
+                    # All at once, as set_attribute would store them (_attribute_writes.py).
+                    write(span, found)
                     if named:
                         self._stamp_named(span, current)
                 return  # this mode has no downstream to call
@@ -253,10 +257,8 @@ class SessionSpanProcessor(SpanProcessor):
             if self._more:
                 found = self._options(found, parent_context, current)
             if found:
-                # One set_attribute per key: in the SDK this is cheaper than
-                # set_attributes(mapping), which re-validates the mapping as a whole.
-                for key, value in found.items():
-                    span.set_attribute(key, value)
+                # What one set_attribute per key would store, at a fraction of its cost.
+                write(span, found.items())
                 if self._guarded is not None:
                     self._guard(span, found, final)
                     if _LANGCHAIN in _MODULES:
