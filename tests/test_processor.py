@@ -211,3 +211,35 @@ def test_values_another_library_wrote_are_checked_on_every_span_they_differ() ->
             detach(token)
     assert tracing.attrs(" padded ") == {"session.id": "padded"}
     assert tracing.attrs("fine") == {"session.id": "fine"}
+
+
+def test_the_values_kept_from_the_last_context_are_its_values_under_the_rules_in_force() -> None:
+    """on_start keeps what it read from a Context for the next span started in it: pinned to collect()."""
+    from spanstamp import configure_rules
+
+    tracing = Tracing()
+    tags = ["a"]  # a list another library left: it can change, so it is read again every span
+    token = attach(Context({"session.id": "session-0123", "user.id": "u-1", "tag.tags": tags}))
+    try:
+        expected = dict(spanstamp.get_attributes_from_context())
+        tracing.record("first")
+        tracing.record("second")  # the same Context
+        tags.append("b")
+        tracing.record("tags changed")
+    finally:
+        detach(token)
+    assert tracing.attrs("first") == tracing.attrs("second") == {**expected, "tag.tags": ("a",)}
+    assert tracing.attrs("tags changed")["tag.tags"] == ("a", "b")
+    with using_session("session-0123"), using_user("u-1"):
+        tracing.record("kept")
+        tracing.record("kept again")
+        configure_rules(max_id_length=8)  # the session id is too long now
+        expected = dict(spanstamp.get_attributes_from_context())
+        tracing.record("shorter limit")
+    assert tracing.attrs("kept") == tracing.attrs("kept again") == {"session.id": "session-0123", "user.id": "u-1"}
+    assert tracing.attrs("shorter limit") == expected == {"user.id": "u-1"}
+    # A new Context, even one equal to the last, is read again: the last one is held weakly.
+    for n in range(3):
+        with using_session(f"s-{n}"):
+            tracing.record(f"scope {n}")
+    assert [tracing.attrs(f"scope {n}") for n in range(3)] == [{"session.id": f"s-{n}"} for n in range(3)]
