@@ -243,3 +243,36 @@ def test_the_values_kept_from_the_last_context_are_its_values_under_the_rules_in
         with using_session(f"s-{n}"):
             tracing.record(f"scope {n}")
     assert [tracing.attrs(f"scope {n}") for n in range(3)] == [{"session.id": f"s-{n}"} for n in range(3)]
+
+
+def test_langchain_imported_after_the_processor_is_still_read() -> None:
+    # on_start learns that LangChain was imported from a post-import hook: a fresh interpreter,
+    # so that the import really comes after the processor.
+    pytest.importorskip("langchain_core")
+    script = textwrap.dedent(
+        """
+        import sys
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import spanstamp
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        spanstamp.install(provider)
+        tracer = provider.get_tracer("t")
+        tracer.start_span("before").end()
+        assert "langchain_core.runnables.config" not in sys.modules
+        from langchain_core.runnables import RunnableLambda
+
+        def body(_):
+            tracer.start_span("in run").end()
+
+        RunnableLambda(body).invoke(1, config={"metadata": {"session_id": "s-run", "user_id": "u-run"}})
+        print({span.name: dict(span.attributes) for span in exporter.get_finished_spans()})
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str({"before": {}, "in run": {"session.id": "s-run", "user.id": "u-run"}})
