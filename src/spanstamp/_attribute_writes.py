@@ -9,7 +9,7 @@ taken once for all the values, wherever that provably stores exactly what ``set_
 would, and hands every other value to ``set_attribute``::
 
     write(span, [("session.id", "s-1"), ("user.id", "u-1")])
-    write_plain(span, {"session.id": "s-1", "user.id": "u-1"}, longest=3)
+    write_plain(span, {"session.id": "s-1", "user.id": "u-1"})
 
 What the SDK does for a plain ``str`` (1.26 to 1.45 alike, read in their source): nothing on
 an ended span but log ``"Setting attribute on ended span."``; a key the span has already
@@ -107,13 +107,13 @@ def write(span: Span, pairs: Iterable[tuple[str, AttributeValue]]) -> None:
         span.set_attribute(key, value)
 
 
-def write_plain(span: Span, values: dict[str, AttributeValue], longest: int) -> None:
-    """:func:`write` for values all plain ``str``, ``longest`` the length of the longest.
+def write_plain(span: Span, values: dict[str, AttributeValue]) -> None:
+    """:func:`write` for values the caller knows are all plain ``str``.
 
     The usual span, live, below both limits and without these keys yet, gets them in one
     ``dict.update()``; any other goes through :func:`write`::
 
-        write_plain(span, {"session.id": "s-1", "user.id": "u-12"}, longest=4)
+        write_plain(span, {"session.id": "s-1", "user.id": "u-1"})
     """
     if _KNOWN_INTERNALS and type(span) is _Span and _Span.set_attribute is _SET_ATTRIBUTE:
         attributes = span._attributes
@@ -130,9 +130,9 @@ def write_plain(span: Span, values: dict[str, AttributeValue], longest: int) -> 
                 if (
                     span._end_time is None
                     and attributes._immutable is False
-                    and (cap is None or longest <= cap)
                     and (limit is None or len(store) + len(values) <= limit)
                     and (not store or store.keys().isdisjoint(values))
+                    and (cap is None or max(map(len, values.values()), default=0) <= cap)  # type: ignore[arg-type]
                 ):
                     store.update(values)
                     return

@@ -76,9 +76,9 @@ def _hook_langchain() -> None:
 # span alone, holds.
 _SPAN_KEY: Final = next(iter(set_span_in_context(INVALID_SPAN, Context())))
 # What on_start keeps of the last Context it stamped from: (a weak reference to) the Context,
-# the id length limit in force then, the values read from it and the length of the longest.
-_Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue], int]
-_NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {}, 0)
+# the id length limit in force then, and the values read from it (all plain str).
+_Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue]]
+_NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {})
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -254,7 +254,7 @@ class SessionSpanProcessor(SpanProcessor):
                     # parent): its values were read and checked then, and a Context never
                     # changes. Reading and checking two ids cost ~5,500 instructions a
                     # span; this test ~800.
-                    write_plain(span, seen[2], seen[3])
+                    write_plain(span, seen[2])
                     return
                 if self._watch.isdisjoint(current):
                     return
@@ -294,7 +294,7 @@ class SessionSpanProcessor(SpanProcessor):
         keys = self._key_set
         max_id_length = _rules.max_id_length
         named = False
-        longest = 0  # the longest value's length, or -1 once one is not a plain str
+        plain = True
         found: dict[str, AttributeValue] = {}
         for key in current:  # keys only: most are not ours, and need no value
             if key in watch:
@@ -305,27 +305,25 @@ class SessionSpanProcessor(SpanProcessor):
                 # stampable()'s first branch, inlined (a call per value cost ~80 ns): an
                 # exact ASCII str the scopes wrote, still clean. tests/test_processor.py
                 # pins this path to collect().
-                if (
+                if not (
                     type(value) is str
                     and value
                     and value.isascii()
                     and (key not in _IDS or (len(value) <= max_id_length and value.strip() is value))
                     and (key != _TEMPLATE or not value.isspace())
                 ):
-                    if longest >= 0 and len(value) > longest:
-                        longest = len(value)
-                else:
-                    longest = -1
+                    plain = False
                     value = stampable(key, value)
                     if value is None:
                         continue
                 found[key] = value
-        if longest < 0:
-            write(span, found.items())  # as set_attribute would store them (_attribute_writes.py)
-        else:
+        # All at once, as set_attribute would store them (_attribute_writes.py).
+        if plain:
             if not named and type(current) is Context:
-                self._seen = (weakref.ref(current), max_id_length, found, longest)
-            write_plain(span, found, longest)
+                self._seen = (weakref.ref(current), max_id_length, found)
+            write_plain(span, found)
+        else:
+            write(span, found.items())
         if named:
             self._stamp_named(span, current)
 
