@@ -122,8 +122,7 @@ def write_plain(span: Span, values: dict[str, AttributeValue]) -> None:
     """
     if _KNOWN_INTERNALS and type(span) is _Span and _Span.set_attribute is _SET_ATTRIBUTE:
         attributes = span._attributes
-        if type(attributes) is BoundedAttributes and type(attributes._dict) is dict:
-            store = attributes._dict
+        if type(attributes) is BoundedAttributes and type(store := attributes._dict) is dict:
             limit = attributes.maxlen
             cap = attributes.max_value_len
             lock = span._lock

@@ -248,13 +248,13 @@ class SessionSpanProcessor(SpanProcessor):
                 # isdisjoint() does (~700 instructions; it builds an iterator).
                 if not current or (len(current) == 1 and _SPAN_KEY in current):
                     return
-                seen = self._seen
-                if seen[0]() is current and seen[1] == _rules.max_id_length and not _privacy.hash_user_ids:
+                seen, max_id_length, values = self._seen
+                if seen() is current and max_id_length == _rules.max_id_length and not _privacy.hash_user_ids:
                     # The Context the span before was stamped from (siblings under one
                     # parent): its values were read and checked then, and a Context never
                     # changes. Reading and checking two ids cost ~5,500 instructions a
                     # span; this test ~800.
-                    write_plain(span, seen[2])
+                    write_plain(span, values)
                     return
                 if self._watch.isdisjoint(current):
                     return
