@@ -20,11 +20,11 @@ from opentelemetry.trace import INVALID_SPAN, get_current_span, set_span_in_cont
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp import options, privacy, propagation, rules, tracefill
+from spanstamp import options, privacy, repairs, rules, tracefill
 from spanstamp._attribute_writes import write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
-from spanstamp._spans import attributes_of, copy_with, overwritten, restore
+from spanstamp._spans import overwritten, restore
 from spanstamp.context import collect, stampable
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
@@ -216,20 +216,7 @@ class SessionSpanProcessor(SpanProcessor):
     def _options(
         self, found: dict[str, AttributeValue] | None, parent: Context | None, current: Context
     ) -> dict[str, AttributeValue]:
-        found = {} if found is None else found
-        if self._trusted:
-            # Inbound ids only fill what no local scope set; the upstream service already
-            # hashed a user id it propagated, so it is not hashed again.
-            for key, value in propagation.inbound_ids(
-                parent if parent is not None else current, self._trusted, self._baggage_cap
-            ).items():
-                found.setdefault(key, value)
-            if parent is not None:
-                for key, value in propagation.inbound_ids(current, self._trusted, self._baggage_cap).items():
-                    found.setdefault(key, value)
-        if self._conversation and attr.SESSION_ID in found:
-            found[attr.GEN_AI_CONVERSATION_ID] = found[attr.SESSION_ID]
-        return found
+        return options.with_option_ids(found, parent, current, self._trusted, self._baggage_cap, self._conversation)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Stamp the context's attributes on ``span`` (the SDK calls this; it never raises)."""
@@ -417,28 +404,8 @@ class SessionSpanProcessor(SpanProcessor):
         downstream.on_end(span)
 
     def _hide_late_users(self, span: ReadableSpan, stamped: dict[str, AttributeValue]) -> ReadableSpan:
-        # With hashing on, a user id an instrumentor wrote itself (OpenInference's LangChain
-        # tracer copies a run's raw metadata, user_id included, at span end) is hashed here,
-        # before the exporter sees it: only what this processor stamped is a pseudonym for sure.
         try:
-            attributes = attributes_of(span)
-            changes: dict[str, AttributeValue] = {}
-            removed: list[str] = []
-            ours = stamped.get(attr.USER_ID)
-            user = attributes.get(attr.USER_ID)
-            if user is not None and user != ours:
-                hidden = privacy.hide_found_user(user)
-                if hidden is None:
-                    removed.append(attr.USER_ID)
-                else:
-                    changes[attr.USER_ID] = hidden
-            metadata = attributes.get(attr.METADATA)
-            if isinstance(metadata, str) and metadata != stamped.get(attr.METADATA):
-                text = privacy.hide_metadata_text(metadata, keep=ours)
-                if text is not metadata:
-                    changes[attr.METADATA] = text
-            if changes or removed:
-                return copy_with(span, changes, removed=removed)
+            return repairs.hide_late_users(span, stamped)
         except Exception:
             self._report_failure()
         return span
@@ -446,32 +413,9 @@ class SessionSpanProcessor(SpanProcessor):
     def _end_run_span(
         self, span: ReadableSpan, final: tuple[str, ...]
     ) -> tuple[ReadableSpan, dict[str, AttributeValue]]:
-        # A LangChain run's own span starts before LangChain sets the run's config: it
-        # gets the ids its run's metadata names, read as its body's spans read them, and
-        # those its body's spans got, where it lacks them (integrations/langchain.py).
-        # Returns the span and the ids it got.
         try:
-            ended = _langchain.ended_run(self._runs, span, final)
-            if ended is None:
-                return span, {}
-            named, learned = ended
-            present = span.attributes or {}
-            replaced = tuple(key for key in named if key in present)
-            added: dict[str, AttributeValue] = {key: value for key, value in named.items() if key in self._key_set}
-            user = added.get(attr.USER_ID)
-            if isinstance(user, str) and _privacy.hash_user_ids:
-                # The run's metadata holds the raw id: only its pseudonym may be stamped.
-                pseudonymizer = privacy.pseudonymizer()
-                if pseudonymizer is None:
-                    del added[attr.USER_ID]
-                else:
-                    added[attr.USER_ID] = pseudonymizer(user)
-            if added and self._more:
-                added = self._options(added, None, _EMPTY)
-            for key, value in learned.items():
-                added.setdefault(key, value)
-            if added:
-                return restore(span, added, replaced, evicted=False), added
+            more = (lambda added: self._options(added, None, _EMPTY)) if self._more else None
+            return repairs.with_run_ids(self._runs, span, final, self._key_set, more)
         except Exception:
             self._report_failure()
         return span, {}
