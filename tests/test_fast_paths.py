@@ -6,9 +6,37 @@ same result, over many inputs where the input space is large.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.context import get_current
+
+import spanstamp
+from hostile import restore_settings, settings_snapshot
+from spanstamp import from_arg, rules
 from spanstamp.calls import ScopedFunction, scoped_function
+from spanstamp.scope import _ENTRY_KEY, Scope
+from spanstamp.scopes import _ATTRIBUTES_ARGS
+
+
+class _Str(str):
+    """A str subclass: read through str's own methods, never its overrides."""
+
+    def strip(self, chars: str | None = None) -> str:
+        return "overridden"
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
 
 # --- Decorated calls: the direct __call__ against wrapt's own ---------------------------
 
@@ -29,7 +57,8 @@ def test_a_direct_call_hands_the_wrapper_what_wrapt_hands_it() -> None:
 
     seen, wrapper = _recording()
     fast, slow = scoped_function(answer, wrapper), ScopedFunction(answer, wrapper)
-    assert type(fast) is not ScopedFunction and isinstance(fast, ScopedFunction)  # the direct path is taken
+    assert type(fast) is not ScopedFunction  # the direct path is taken
+    assert isinstance(fast, ScopedFunction)
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((1,), {}), ((1, 5), {"c": 4}), ((), {"self": 0})]
     for args, kwargs in calls:
         assert fast(*args, **kwargs) == slow(*args, **kwargs)
@@ -51,8 +80,67 @@ def test_methods_and_bound_methods_keep_wrapts_binding() -> None:
     assert bot.fast("a") == bot.slow("a") == "a"
     assert Bot.fast(bot, "b") == Bot.slow(bot, "b") == "b"
     assert seen[0::2] == seen[1::2]
-    assert seen[0][1] is bot and seen[2][1] is bot
+    assert seen[0][1] is bot
+    assert seen[2][1] is bot
     # Already bound: wrapt finds its __self__ itself, so no direct path is made.
     bound = scoped_function(bot.reply, wrapper)
     assert type(bound) is ScopedFunction
-    assert bound("c") == "c" and seen[-1][1] is bot
+    assert bound("c") == "c"
+    assert seen[-1][1] is bot
+
+
+# --- using_attributes(session_id=..., user_id=...): built without the general loop ------
+
+_PADDING = st.sampled_from(["", " ", "\t", "\n", "\u3000", "\x1c", "\xa0"])
+_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=12)
+_IDS = st.one_of(
+    st.none(),
+    _TEXT,
+    st.builds(lambda pad, text, end: pad + text + end, _PADDING, _TEXT, _PADDING),
+    st.text(alphabet="ab", min_size=250, max_size=262),  # about the cap of 256
+    st.sampled_from(["a\ud800", " \udfff ", "ä", "\U0001d518"]),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.builds(_Str, _TEXT),
+    st.just(from_arg("sid")),
+)
+
+
+def _built(make: Any) -> tuple[str, object, list[str]]:
+    """What a scope puts into the Context (``with`` it), or the strict-mode error, and the warnings."""
+    rules.forget_warnings()
+    records = _Records()
+    logger = logging.getLogger("spanstamp")
+    logger.addHandler(records)
+    try:
+        try:
+            scope = make()
+        except (TypeError, ValueError) as exc:
+            return "raised", (type(exc), str(exc)), records.messages
+        try:
+            with scope:
+                seen = {key: value for key, value in get_current().items() if key != _ENTRY_KEY}
+        except (TypeError, ValueError) as exc:  # from_arg() in a with block, strict mode
+            return "raised at entry", (type(exc), str(exc)), records.messages
+        return "built", seen, records.messages
+    finally:
+        logger.removeHandler(records)
+
+
+@pytest.mark.parametrize("mode", ["default", "strict", "hashing"])
+@settings(max_examples=400, derandomize=True, deadline=None, database=None)
+@given(session_id=_IDS, user_id=_IDS)
+def test_the_ids_fast_path_builds_what_the_general_loop_builds(mode: str, session_id: Any, user_id: Any) -> None:
+    snapshot = settings_snapshot()
+    try:
+        if mode == "strict":
+            spanstamp.configure_rules(strict=True)
+        elif mode == "hashing":
+            spanstamp.configure_privacy(hash_user_ids=True, user_id_key="fast-path-key-0123456789")
+        fast = _built(lambda: spanstamp.using_attributes(session_id=session_id, user_id=user_id))
+        general = _built(lambda: Scope("using_attributes", _ATTRIBUTES_ARGS, (session_id, user_id, *[None] * 5)))
+    finally:
+        restore_settings(snapshot)
+        spanstamp.configure_rules(strict=False)  # rules.settings is not in the snapshot
+    assert fast == general

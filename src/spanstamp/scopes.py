@@ -22,7 +22,7 @@ from typing import Final
 
 from spanstamp.calls import from_arg
 from spanstamp.fields import METADATA, SESSION, TAGS, TEMPLATE, USER, VARIABLES, VERSION, IdValue, MappingValue
-from spanstamp.scope import Scope
+from spanstamp.scope import Scope, scope_of_ids
 
 # --- The public fronts ---------------------------------------------------------------
 #
@@ -123,6 +123,16 @@ def using_attributes(
     with using_attributes(session_id=conversation_id, user_id=user_id, tags=["web"]):
         ...
     """
+    if (
+        metadata is None
+        and tags is None
+        and prompt_template is None
+        and prompt_template_version is None
+        and prompt_template_variables is None
+        and propagate is None
+    ):
+        # Ids only: the common case, built without the general loop.
+        return scope_of_ids("using_attributes", _ATTRIBUTES_ARGS, session_id, user_id)
     return Scope(
         "using_attributes",
         _ATTRIBUTES_ARGS,
