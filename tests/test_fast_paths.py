@@ -10,13 +10,13 @@ import logging
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.context import get_current
 
 import spanstamp
 from hostile import restore_settings, settings_snapshot
-from spanstamp import from_arg, rules
+from spanstamp import checks, from_arg, rules
 from spanstamp.calls import ScopedFunction, scoped_function
 from spanstamp.scope import _ENTRY_KEY, Scope
 from spanstamp.scopes import _ATTRIBUTES_ARGS
@@ -144,3 +144,57 @@ def test_the_ids_fast_path_builds_what_the_general_loop_builds(mode: str, sessio
         restore_settings(snapshot)
         spanstamp.configure_rules(strict=False)  # rules.settings is not in the snapshot
     assert fast == general
+
+
+# --- Tags: checked once per distinct sequence of texts -----------------------------------
+
+_TAG = st.one_of(
+    st.text(alphabet=st.sampled_from(["a", "b", " ", "\x00", "\ud800", "ä", "\t"]), max_size=4),
+    st.builds(_Str, st.text(alphabet="ab\x00 ", max_size=3)),
+    st.integers(min_value=0, max_value=3),
+    st.none(),
+)
+_TAG_LISTS = st.lists(_TAG, max_size=6)
+
+
+@settings(max_examples=600, derandomize=True, deadline=None, database=None)
+@given(first=_TAG_LISTS, second=_TAG_LISTS, as_tuple=st.booleans())
+# Sequences whose texts join to one key: told apart by their count, or never kept.
+@example(first=["a", "b"], second=["a\x00b"], as_tuple=False)
+@example(first=["a\x00", "b"], second=["a", "\x00b"], as_tuple=True)
+@example(first=[_Str("a"), "b"], second=["a", _Str("b")], as_tuple=False)
+def test_cached_tags_are_what_the_rules_give_for_every_sequence(
+    first: list[object], second: list[object], as_tuple: bool
+) -> None:
+    checks._tags_cache.clear()
+    try:
+        for tags in (first, second, first, second):  # misses, then hits where the first were clean
+            given_tags = tuple(tags) if as_tuple else list(tags)
+            expected, messages = _checked(lambda value=given_tags: checks._check_tags(value, "using_tags(tags)"))
+            got, got_messages = _checked(lambda value=given_tags: checks.check_tags(value, "using_tags(tags)"))
+            assert got == expected
+            assert got is None or type(got) is checks.Tags
+            assert got_messages == messages
+    finally:
+        checks._tags_cache.clear()
+
+
+def test_a_cached_result_is_a_list_of_its_own() -> None:
+    first = checks.check_tags(["a", "b"], "using_tags(tags)")
+    second = checks.check_tags(["a", "b"], "using_tags(tags)")
+    assert first == second == ["a", "b"]
+    assert first is not second
+    assert first is not None
+    first.append("changed")
+    assert checks.check_tags(["a", "b"], "using_tags(tags)") == ["a", "b"]
+
+
+def _checked(check: Any) -> tuple[object, list[str]]:
+    rules.forget_warnings()
+    records = _Records()
+    logger = logging.getLogger("spanstamp")
+    logger.addHandler(records)
+    try:
+        return check(), records.messages
+    finally:
+        logger.removeHandler(records)

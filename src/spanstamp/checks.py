@@ -136,7 +136,42 @@ def check_tags(value: object, where: str) -> Tags | None:
     """
     if value is None:
         return None
+    if type(value) is tuple:
+        return _cached_tags(value, where)
+    if type(value) is list:
+        return _cached_tags(tuple(value), where)  # a snapshot: the key and the check read the same items
     return _read_safely(_check_tags, value, where)
+
+
+# Tags checked once per distinct sequence of texts: the same tags usually come with every
+# request, and checking 100 of them took ~15 µs of a ~17 µs scope (measured). The key is
+# the tags' text joined by NUL: ``str.join`` reads a str subclass's text as ``base_text``
+# does and runs no code of the value's (anything but a str makes it raise). Only tags that
+# passed every rule and hold no NUL are kept, with their count: a key names one sequence
+# of texts then, as another sequence of as many tags joins to it only if no tag of either
+# holds a NUL. A rejected tag is reported each time, as before.
+_TAGS_CACHE_SIZE: Final = 512
+_tags_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+_NUL: Final = "\x00"
+
+
+def _cached_tags(tags: tuple[object, ...], where: str) -> Tags | None:
+    try:
+        key = _NUL.join(tags)  # type: ignore[arg-type]
+    except TypeError:  # an entry that is no str: the rules below say which
+        return _read_safely(_check_tags, tags, where)
+    found = _tags_cache.get(key)
+    if found is not None and found[0] == len(tags):
+        return Tags(found[1])  # a new list: what one scope holds, no other can change
+    checked = _read_safely(_tags_of, tags, where)
+    if checked is None:
+        return None
+    result, clean = checked
+    if clean and result is not None and _NUL not in key.replace(_NUL, "", len(tags) - 1):
+        if len(_tags_cache) >= _TAGS_CACHE_SIZE:
+            _tags_cache.clear()  # cheaper than tracking recency, as for pseudonyms
+        _tags_cache[key] = (len(tags), tuple(result))
+    return result
 
 
 class Tags(list[str]):
@@ -156,11 +191,17 @@ _COLLECTIONS: Final = (list, tuple, set, frozenset)
 
 
 def _check_tags(value: object, where: str) -> Tags | None:
+    return _tags_of(value, where)[0]
+
+
+def _tags_of(value: object, where: str) -> tuple[Tags | None, bool]:
+    # The tags, and whether every one of them passed (nothing was rejected).
     base = next((kind for kind in _COLLECTIONS if isinstance(value, kind)), None)
     if base is None:
         rules.reject(where, f"expected a list of str, got {rules.describe(value)}", TypeError)
-        return None
+        return None, False
     tags: dict[str, None] = {}
+    clean = True
     tag: object
     for tag in base.__iter__(value):  # type: ignore[arg-type]
         text = jsontext.coerce_text(tag)
@@ -172,7 +213,9 @@ def _check_tags(value: object, where: str) -> Tags | None:
             rules.reject(where, _UNENCODABLE)
         else:
             tags[text] = None
-    return Tags(tags) if tags else None
+            continue
+        clean = False
+    return (Tags(tags) if tags else None), clean
 
 
 def check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
