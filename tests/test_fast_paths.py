@@ -6,9 +6,12 @@ same result, over many inputs where the input space is large.
 
 from __future__ import annotations
 
+import json
 import logging
+from contextlib import ExitStack
 from typing import Any
 
+import openinference.instrumentation as oi
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -16,7 +19,8 @@ from opentelemetry.context import get_current
 
 import spanstamp
 from hostile import restore_settings, settings_snapshot
-from spanstamp import checks, from_arg, rules
+from spanstamp import attributes as attr
+from spanstamp import checks, from_arg, jsontext, privacy, rules
 from spanstamp.calls import ScopedFunction, scoped_function
 from spanstamp.scope import _ENTRY_KEY, Scope
 from spanstamp.scopes import _ATTRIBUTES_ARGS
@@ -198,3 +202,94 @@ def _checked(check: Any) -> tuple[object, list[str]]:
         return check(), records.messages
     finally:
         logger.removeHandler(records)
+
+
+# --- Metadata: plain entries copied as they are; nested scopes merge without decoding ---
+
+_KEYS = st.one_of(st.sampled_from(["a", "b", "ä", "session_id", "thread_id", "user_id", "conversation_id"]), _TEXT)
+_VALUES = st.one_of(
+    st.text(alphabet="ab ä\ud800", max_size=3),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=True),
+    st.builds(_Str, st.text(alphabet="ab", max_size=2)),
+    st.lists(st.integers(), max_size=2),
+)
+_MAPPINGS = st.dictionaries(_KEYS, _VALUES, max_size=4)
+
+
+def _reference_mapping(value: dict[Any, Any]) -> dict[str, Any] | None:
+    # check_mapping's rule for each entry, without its fast copy of plain entries.
+    data: dict[str, Any] = {}
+    for key, item in value.items():
+        text = jsontext.coerce_text(key)
+        if text is None:
+            continue
+        try:
+            data[jsontext.encodable_or_raise(text)] = jsontext.json_safe(item, set())
+        except Exception:
+            continue
+    return data or None
+
+
+@settings(max_examples=500, derandomize=True, deadline=None, database=None)
+@given(value=_MAPPINGS)
+@example(value={"a\ud800": "b", "c": "d\ud800", "e": True, 7: "f", _Str("g"): "h", "i": 2**80})
+def test_plain_metadata_entries_are_copied_as_the_rules_copy_them(value: dict[Any, Any]) -> None:
+    checked = checks.check_mapping(value, "using_metadata(metadata)")
+    expected = _reference_mapping(value)
+    if expected is None:
+        assert checked is None
+        return
+    assert checked is not None
+    assert checked.data == expected
+    assert [type(item) for item in checked.data.values()] == [type(item) for item in expected.values()]
+    assert checked.text == jsontext.dumps(expected)
+
+
+def _named(data: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    return next((found for name in names if (found := checks.coerce_id(data.get(name))) is not None), None)
+
+
+@pytest.mark.parametrize("hashing", [False, True])
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(levels=st.lists(_MAPPINGS, min_size=1, max_size=5), foreign=st.one_of(st.none(), _MAPPINGS))
+def test_nested_metadata_merges_as_decoding_and_encoding_each_level_would(
+    hashing: bool, levels: list[dict[Any, Any]], foreign: dict[Any, Any] | None
+) -> None:
+    snapshot = settings_snapshot()
+    if hashing:
+        spanstamp.configure_privacy(hash_user_ids=True, user_id_key="fast-path-key-0123456789")
+    try:
+        with ExitStack() as stack:
+            expected: dict[str, Any] = {}
+            named: dict[str, str] = {}
+            if foreign:  # another library's metadata outermost: decoded once, as before
+                stack.enter_context(oi.using_metadata(foreign))
+                expected = jsontext.decode_mapping(get_current().get("metadata"))
+                if hashing:
+                    expected = privacy.hide_metadata_users(expected)
+            for level in levels:
+                stack.enter_context(spanstamp.using_metadata(level))
+                checked = checks.check_mapping(level, "using_metadata(metadata)")
+                if checked is not None and hashing and not privacy.hide_metadata_users(checked.data):
+                    checked = None  # all it held was a user id that is no valid id: nothing is set
+                if checked is not None:
+                    data = privacy.hide_metadata_users(checked.data) if hashing else checked.data
+                    expected = {**expected, **data}
+                current = get_current()
+                if expected and (checked is not None or not foreign):
+                    assert current.get("metadata") == jsontext.dumps(expected)
+                    assert json.loads(str(current.get("metadata"))) == expected
+                for key, names in (
+                    (attr.SESSION_FROM_METADATA, attr.METADATA_SESSION_KEYS),
+                    (attr.USER_FROM_METADATA, attr.METADATA_USER_KEYS),
+                ):
+                    # An id the merge names replaces the outer one; none leaves it.
+                    if checked is not None and (found := _named(expected, names)) is not None:
+                        named[key] = found
+                    if checked is not None or not foreign:
+                        assert current.get(key) == named.get(key)
+    finally:
+        restore_settings(snapshot)

@@ -243,6 +243,11 @@ def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
     data: dict[str, Any] = {}
     for pair in items:
         key, item = pair  # a pair, or the mapping cannot be read
+        if type(key) is str and key.isascii() and ((type(item) is str and item.isascii()) or type(item) is int):
+            # What the rules below make of a plain ASCII key and a plain ASCII str or an int:
+            # the value itself (tests/test_fast_paths.py pins the two). Most entries are.
+            data[key] = item
+            continue
         text = jsontext.coerce_text(key)
         if text is None:
             rules.reject(where, f"keys must be str, got a key of type {type(key).__name__}", TypeError)
