@@ -172,8 +172,10 @@ def test_cached_tags_are_what_the_rules_give_for_every_sequence(
 ) -> None:
     checks._tags_cache.clear()
     try:
-        for tags in (first, second, first, second):  # misses, then hits where the first were clean
-            given_tags = tuple(tags) if as_tuple else list(tags)
+        # A tuple is given again as the same object (kept by identity), a list as a new one.
+        given = [tuple(first), tuple(second)] if as_tuple else [first, second]
+        for index in (0, 1, 0, 1, 0):  # misses, then hits where the first were clean
+            given_tags = given[index] if as_tuple else list(given[index])
             expected, messages = _checked(lambda value=given_tags: checks._check_tags(value, "using_tags(tags)"))
             got, got_messages = _checked(lambda value=given_tags: checks.check_tags(value, "using_tags(tags)"))
             assert got == expected

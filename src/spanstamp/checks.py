@@ -136,11 +136,26 @@ def check_tags(value: object, where: str) -> Tags | None:
     """
     if value is None:
         return None
-    if type(value) is tuple:
-        return _cached_tags(value, where)
-    if type(value) is list:
-        return _cached_tags(tuple(value), where)  # a snapshot: the key and the check read the same items
-    return _read_safely(_check_tags, value, where)
+    kind = type(value)
+    if kind is not tuple and kind is not list:
+        return _read_safely(_check_tags, value, where)
+    if kind is tuple:
+        # A tuple of str is immutable: once clean, the very same tuple is clean again.
+        seen = _tuples_seen.get(id(value))
+        if seen is not None and seen[0] is value:
+            return Tags(seen[1])
+    # A list is read once, into a snapshot: the key and the check read the same items.
+    tags: tuple[object, ...] = value if kind is tuple else tuple(value)  # type: ignore[assignment, arg-type]
+    try:
+        key = _NUL.join(tags)  # type: ignore[arg-type]
+    except TypeError:  # an entry that is no str: the rules say which
+        return _read_safely(_check_tags, tags, where)
+    found = _tags_cache.get(key)
+    if found is None or found[0] != len(tags):
+        return _check_and_keep_tags(tags, key, where, kind is tuple)
+    if kind is tuple:
+        _keep_tuple(tags, found[1])
+    return Tags(found[1])  # a new list: what one scope holds, no other can change
 
 
 # Tags checked once per distinct sequence of texts: the same tags usually come with every
@@ -155,14 +170,8 @@ _tags_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
 _NUL: Final = "\x00"
 
 
-def _cached_tags(tags: tuple[object, ...], where: str) -> Tags | None:
-    try:
-        key = _NUL.join(tags)  # type: ignore[arg-type]
-    except TypeError:  # an entry that is no str: the rules below say which
-        return _read_safely(_check_tags, tags, where)
-    found = _tags_cache.get(key)
-    if found is not None and found[0] == len(tags):
-        return Tags(found[1])  # a new list: what one scope holds, no other can change
+def _check_and_keep_tags(tags: tuple[object, ...], key: str, where: str, is_tuple: bool) -> Tags | None:
+    # Not seen yet: checked, and kept under ``key`` (the texts NUL-joined) if clean.
     checked = _read_safely(_tags_of, tags, where)
     if checked is None:
         return None
@@ -170,8 +179,20 @@ def _cached_tags(tags: tuple[object, ...], where: str) -> Tags | None:
     if clean and result is not None and _NUL not in key.replace(_NUL, "", len(tags) - 1):
         if len(_tags_cache) >= _TAGS_CACHE_SIZE:
             _tags_cache.clear()  # cheaper than tracking recency, as for pseudonyms
-        _tags_cache[key] = (len(tags), tuple(result))
+        _tags_cache[key] = (len(tags), kept := tuple(result))
+        if is_tuple:
+            _keep_tuple(tags, kept)
     return result
+
+
+# Tuples of clean tags by identity, each held (so its id stays its own) with its result.
+_tuples_seen: dict[int, tuple[tuple[object, ...], tuple[str, ...]]] = {}
+
+
+def _keep_tuple(tags: tuple[object, ...], result: tuple[str, ...]) -> None:
+    if len(_tuples_seen) >= _TAGS_CACHE_SIZE:
+        _tuples_seen.clear()
+    _tuples_seen[id(tags)] = (tags, result)
 
 
 class Tags(list[str]):
