@@ -4,7 +4,7 @@ One class, :class:`Scope`, does all the work of every ``using_*`` front (scopes.
 ``session()`` and ``task()``: it checks each value once as it is built (fields.py), enters
 as a context manager or async context manager (one Context copy, shared safely by many
 threads and tasks, re-entrant), and decorates functions, coroutines, generators and
-methods (calls.py)::
+methods (scope_calls.py); the common scopes are built by scope_builders.py::
 
     scope = Scope("using_session", ((SESSION, "using_session(session_id)"),), ("s-1",))
     with scope: ...
@@ -12,22 +12,20 @@ methods (calls.py)::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from contextvars import Token
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
 from opentelemetry.context import Context
 
 from spanstamp import privacy, propagation, rules
 from spanstamp._runtime import attach, detach, get_current, reset, try_detach
-from spanstamp.attributes import SESSION_ID, USER_ID
-from spanstamp.calls import arg_reader, create_in, from_arg, scoped_async_generator, scoped_function, scoped_generator
-from spanstamp.checks import check_id
+from spanstamp.calls import from_arg
 from spanstamp.fields import Apply, Changes, Field
-from spanstamp.hooks import attach_entered, run_entered_hooks
 from spanstamp.hooks import registered as _entered_hooks
+from spanstamp.hooks import run_entered_hooks
+from spanstamp.scope_calls import decorate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,7 +33,6 @@ _Values = Changes
 _NO_CONTEXT: Final = Context()
 # Read as a scope is built: whether user ids go in as pseudonyms.
 _privacy: Final = privacy._settings
-_rules: Final = rules.settings
 
 
 # The current context of an entered ``with`` scope holds its entry under this private
@@ -247,128 +244,7 @@ class Scope:
 
     def __call__(self, func: F) -> F:
         """Run every call of ``func`` inside this scope (wrapt keeps its signature)."""
-        if isinstance(func, (classmethod, staticmethod)):
-            # Written above @classmethod / @staticmethod: scope the function inside, so
-            # that its kind (coroutine, generator) and signature are seen, and keep the
-            # descriptor around it.
-            return cast(F, type(func)(self(func.__func__)))
-        readers = {
-            id(value): arg_reader(value, func, where) for _, where, value in self._plan if isinstance(value, from_arg)
-        }
-
-        def context_for_call(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
-            if not self._from_call:
-                return self._call_context()
-            current = get_current()
-            # Values from the call: apply everything in the order given, so that a
-            # template still comes before its version.
-            changes: _Values = {}
-            for field, where, value in self._plan:
-                if type(value) is from_arg:
-                    reader = readers[id(value)]
-                    if reader is None:
-                        continue
-                    value = reader.take(instance, args, kwargs, where, field.accept)
-                    if value is None:
-                        continue
-                field.apply(changes, current, value)
-            return self._context(current, changes)
-
-        if inspect.isasyncgenfunction(func):
-
-            def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                context = context_for_call(instance, args, kwargs)
-                return scoped_async_generator(create_in(context, wrapped, args, kwargs), context)
-
-            return cast(F, scoped_function(func, async_gen_wrapper))
-
-        if inspect.isgeneratorfunction(func):
-
-            def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                context = context_for_call(instance, args, kwargs)
-                return scoped_generator(create_in(context, wrapped, args, kwargs), context)
-
-            return cast(F, scoped_function(func, gen_wrapper))
-
-        if inspect.iscoroutinefunction(func):
-
-            def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                async def run() -> Any:
-                    # Attached inside the coroutine, so in the task that awaits it.
-                    token = attach_entered(context_for_call(instance, args, kwargs))
-                    try:
-                        return await wrapped(*args, **kwargs)
-                    finally:
-                        detach(token)
-
-                return run()
-
-            return cast(F, scoped_function(func, async_wrapper))
-
-        if not self._from_call:
-            call_context = self._call_context
-
-            def constant_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                # attach_entered(context_for_call(...)), inlined: two calls fewer on every call.
-                token = attach(call_context())
-                if _entered_hooks:
-                    run_entered_hooks()
-                try:
-                    return wrapped(*args, **kwargs)
-                finally:
-                    detach(token)
-
-            return cast(F, scoped_function(func, constant_wrapper))
-
-        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            token = attach_entered(context_for_call(instance, args, kwargs))
-            try:
-                return wrapped(*args, **kwargs)
-            finally:
-                detach(token)
-
-        return cast(F, scoped_function(func, wrapper))
-
-
-def scope_of_ids(name: str, fields: Sequence[tuple[Field, str]], session_id: object, user_id: object) -> Scope:
-    """A scope of a session id and a user id (either may be ``None``), exactly as ``Scope(...)`` builds it.
-
-    The most common scope, built without the general loop: ``fields`` are the front's
-    (SESSION, where) and (USER, where) pairs::
-
-        scope_of_ids("using_attributes", _ATTRIBUTES_ARGS, "s-1", "u-1")
-    """
-    if _privacy.hash_user_ids:
-        return Scope(name, fields[:2], (session_id, user_id))
-    # Built in ~0.45 µs where the general loop takes ~1.1 (measured): it is most of a
-    # ``with using_attributes(...)``. tests/test_fast_paths.py pins the two to one result.
-    static: _Values = {}
-    limit = _rules.max_id_length
-    if type(session_id) is str and (text := session_id.strip()) and len(text) <= limit and text.isascii():
-        static[SESSION_ID] = text  # checks.check_id's first branch, copied: a plain ASCII str
-    elif session_id is not None:
-        if type(session_id) is from_arg:
-            return Scope(name, fields[:2], (session_id, user_id))
-        if (checked := check_id(session_id, fields[0][1])) is not None:
-            static[SESSION_ID] = checked
-    if type(user_id) is str and (text := user_id.strip()) and len(text) <= limit and text.isascii():
-        static[USER_ID] = text
-    elif user_id is not None:
-        if type(user_id) is from_arg:
-            return Scope(name, fields[:2], (session_id, user_id))
-        if (checked := check_id(user_id, fields[1][1])) is not None:
-            static[USER_ID] = checked
-    # Built in place, not by Scope(): the class call is ~5% of this scope's cost.
-    scope = object.__new__(Scope)
-    scope._name = name
-    scope._plan = ()
-    scope._static = static
-    scope._dynamic = ()
-    scope._from_call = False
-    scope._propagate = None
-    scope._simple = bool(static)
-    scope._last = None
-    return scope
+        return decorate(self, func)
 
 
 def _accept(field: Field, where: str, value: object, static: _Values, dynamic: list[tuple[Apply, Any]]) -> Any:
@@ -388,31 +264,3 @@ def _accept(field: Field, where: str, value: object, static: _Values, dynamic: l
     else:
         dynamic.append((field.apply, checked))
     return checked
-
-
-def scope_of(name: str, fields: tuple[tuple[Field, str]], value: object) -> Scope:
-    """The scope of a front with one argument, exactly as ``Scope(name, fields, (value,))`` builds it.
-
-    ``using_session``, ``using_user``, ``using_metadata`` and ``using_tags``, without the
-    general loop and the class call (~40% of building one, measured)::
-
-        scope_of("using_tags", _TAGS_ARGS, ["beta"])
-    """
-    field, where = fields[0]
-    if type(value) is from_arg:
-        return Scope(name, fields, (value,))
-    static: _Values = {}
-    dynamic: list[tuple[Apply, Any]] = []
-    if value is not None:
-        _accept(field, where, value, static, dynamic)
-    # As scope_of_ids builds it: what Scope() leaves for constant values.
-    scope = object.__new__(Scope)
-    scope._name = name
-    scope._plan = ()
-    scope._static = static
-    scope._dynamic = dynamic
-    scope._from_call = False
-    scope._propagate = None
-    scope._simple = bool(static or dynamic)
-    scope._last = None
-    return scope

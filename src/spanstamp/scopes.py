@@ -22,7 +22,8 @@ from typing import Final
 
 from spanstamp.calls import from_arg
 from spanstamp.fields import METADATA, SESSION, TAGS, TEMPLATE, USER, VARIABLES, VERSION, IdValue, MappingValue
-from spanstamp.scope import Scope, scope_of, scope_of_ids
+from spanstamp.scope import Scope
+from spanstamp.scope_builders import scope_of, scope_of_ids
 
 # --- The public fronts ---------------------------------------------------------------
 #
