@@ -42,7 +42,7 @@ def scope_of_ids(name: str, fields: Sequence[tuple[Field, str]], session_id: obj
     if type(session_id) is str and (text := session_id.strip()) and len(text) <= limit and text.isascii():
         static[SESSION_ID] = text  # checks.check_id's first branch, copied: a plain ASCII str
     elif session_id is not None:
-        if type(session_id) is from_arg:
+        if type(session_id) is from_arg or type(user_id) is from_arg:  # before any check can warn
             return Scope(name, fields[:2], (session_id, user_id))
         if (checked := check_id(session_id, fields[0][1])) is not None:
             static[SESSION_ID] = checked
