@@ -166,6 +166,8 @@ def check_tags(value: object, where: str) -> Tags | None:
 # of texts then, as another sequence of as many tags joins to it only if no tag of either
 # holds a NUL. A rejected tag is reported each time, as before.
 _TAGS_CACHE_SIZE: Final = 512
+# Longer tag lists are checked each time: the cache stays within ~512 x 64 KiB.
+_TAGS_KEPT_MAX_CHARS: Final = 65536
 _tags_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
 _NUL: Final = "\x00"
 
@@ -176,7 +178,12 @@ def _check_and_keep_tags(tags: tuple[object, ...], key: str, where: str, is_tupl
     if checked is None:
         return None
     result, clean = checked
-    if clean and result is not None and _NUL not in key.replace(_NUL, "", len(tags) - 1):
+    if (
+        clean
+        and result is not None
+        and len(key) <= _TAGS_KEPT_MAX_CHARS
+        and _NUL not in key.replace(_NUL, "", len(tags) - 1)
+    ):
         if len(_tags_cache) >= _TAGS_CACHE_SIZE:
             _tags_cache.clear()  # cheaper than tracking recency, as for pseudonyms
         _tags_cache[key] = (len(tags), kept := tuple(result))
