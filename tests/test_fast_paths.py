@@ -20,7 +20,7 @@ from opentelemetry.context import get_current
 import spanstamp
 from hostile import restore_settings, settings_snapshot
 from spanstamp import attributes as attr
-from spanstamp import checks, from_arg, jsontext, privacy, rules
+from spanstamp import checks, from_arg, jsontext, privacy, rules, tag_rules
 from spanstamp.calls import ScopedFunction, scoped_function
 from spanstamp.scope import _ENTRY_KEY, Scope
 from spanstamp.scopes import _ATTRIBUTES_ARGS
@@ -170,19 +170,19 @@ _TAG_LISTS = st.lists(_TAG, max_size=6)
 def test_cached_tags_are_what_the_rules_give_for_every_sequence(
     first: list[object], second: list[object], as_tuple: bool
 ) -> None:
-    checks._tags_cache.clear()
+    tag_rules._tags_cache.clear()
     try:
         # A tuple is given again as the same object (kept by identity), a list as a new one.
         given = [tuple(first), tuple(second)] if as_tuple else [first, second]
         for index in (0, 1, 0, 1, 0):  # misses, then hits where the first were clean
             given_tags = given[index] if as_tuple else list(given[index])
-            expected, messages = _checked(lambda value=given_tags: checks._check_tags(value, "using_tags(tags)"))
+            expected, messages = _checked(lambda value=given_tags: tag_rules._check_tags(value, "using_tags(tags)"))
             got, got_messages = _checked(lambda value=given_tags: checks.check_tags(value, "using_tags(tags)"))
             assert got == expected
             assert got is None or type(got) is checks.Tags
             assert got_messages == messages
     finally:
-        checks._tags_cache.clear()
+        tag_rules._tags_cache.clear()
 
 
 def test_a_cached_result_is_a_list_of_its_own() -> None:

@@ -9,33 +9,22 @@ read is a rejection too::
 
     check_id(" abc ", "using_session(session_id)")   # -> "abc"
     check_tags(["beta", " "], "using_tags(tags)")    # -> ["beta"], and one warning
+
+Tags are checked in tag_rules.py (re-exported here), once per distinct sequence.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from spanstamp import jsontext, rules
 from spanstamp.jsontext import base_text
+from spanstamp.reading import UNENCODABLE, read_safely
+from spanstamp.tag_rules import Tags as Tags
+from spanstamp.tag_rules import check_tags as check_tags
 
-T = TypeVar("T")
-
-_UNENCODABLE: Final = "got text that cannot be encoded as UTF-8 (a lone surrogate)"
-
-
-def _read_safely(check: Callable[[object, str], T], value: object, where: str) -> T | None:
-    # ``check(value, where)``, with anything a user object raises while it is read (a
-    # Mock(spec=str), a list whose __iter__ raises) counted as a rejection, like any bad
-    # value. Only the exception's type is named: its message may quote the value.
-    try:
-        return check(value, where)
-    except rules.RejectedInputError:  # strict mode's own TypeError / ValueError
-        raise
-    except Exception as exc:
-        rules.reject(where, f"the value could not be read ({type(exc).__name__})")
-        return None
 
 
 def check_id(value: object, where: str) -> str | None:
@@ -54,7 +43,7 @@ def check_id(value: object, where: str) -> str | None:
             return text
     elif value is None:
         return None
-    return _read_safely(_check_id, value, where)
+    return read_safely(_check_id, value, where)
 
 
 def _check_id(value: object, where: str) -> str | None:
@@ -78,7 +67,7 @@ def _check_id(value: object, where: str) -> str | None:
         _reject_long_id(where, rules.describe(text))
         return None
     if not jsontext.encodable(text):
-        rules.reject(where, _UNENCODABLE)
+        rules.reject(where, UNENCODABLE)
         return None
     return text
 
@@ -126,126 +115,6 @@ def coerce_id(value: object) -> str | None:
         return None
 
 
-def check_tags(value: object, where: str) -> Tags | None:
-    """Tags: a list (or tuple, set) of non-empty str; bad entries are left out one by one.
-
-    A new list (OpenInference keeps tags as a list), deduplicated in first-seen order.
-    An empty collection, like ``None``, means "no tags here"::
-
-        check_tags(["beta", " ", "beta"], "using_tags(tags)")  # -> ["beta"] and one warning
-    """
-    if value is None:
-        return None
-    kind = type(value)
-    if kind is not tuple and kind is not list:
-        return _read_safely(_check_tags, value, where)
-    if kind is tuple:
-        # A tuple of str is immutable: once clean, the very same tuple is clean again.
-        seen = _tuples_seen.get(id(value))
-        if seen is not None and seen[0] is value:
-            return Tags(seen[1])
-    # A list is read once, into a snapshot: the key and the check read the same items.
-    tags: tuple[object, ...] = value if kind is tuple else tuple(value)  # type: ignore[assignment, arg-type]
-    try:
-        key = _NUL.join(tags)  # type: ignore[arg-type]
-    except TypeError:  # an entry that is no str: the rules say which
-        return _read_safely(_check_tags, tags, where)
-    found = _tags_cache.get(key)
-    if found is None or found[0] != len(tags):
-        return _check_and_keep_tags(tags, key, where, kind is tuple)
-    if kind is tuple:
-        _keep_tuple(tags, found[1])
-    return Tags(found[1])  # a new list: what one scope holds, no other can change
-
-
-# Tags checked once per distinct sequence of texts: the same tags usually come with every
-# request, and checking 100 of them took ~15 µs of a ~17 µs scope (measured). The key is
-# the tags' text joined by NUL: ``str.join`` reads a str subclass's text as ``base_text``
-# does and runs no code of the value's (anything but a str makes it raise). Only tags that
-# passed every rule and hold no NUL are kept, with their count: a key names one sequence
-# of texts then, as another sequence of as many tags joins to it only if no tag of either
-# holds a NUL. A rejected tag is reported each time, as before.
-_TAGS_CACHE_SIZE: Final = 512
-# Longer tag lists are checked each time: the cache stays within ~512 x 64 KiB.
-_TAGS_KEPT_MAX_CHARS: Final = 65536
-_tags_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
-_NUL: Final = "\x00"
-
-
-def _check_and_keep_tags(tags: tuple[object, ...], key: str, where: str, is_tuple: bool) -> Tags | None:
-    # Not seen yet: checked, and kept under ``key`` (the texts NUL-joined) if clean.
-    checked = _read_safely(_tags_of, tags, where)
-    if checked is None:
-        return None
-    result, clean = checked
-    if (
-        clean
-        and result is not None
-        and len(key) <= _TAGS_KEPT_MAX_CHARS
-        and _NUL not in key.replace(_NUL, "", len(tags) - 1)
-    ):
-        if len(_tags_cache) >= _TAGS_CACHE_SIZE:
-            _tags_cache.clear()  # cheaper than tracking recency, as for pseudonyms
-        _tags_cache[key] = (len(tags), kept := tuple(result))
-        if is_tuple:
-            _keep_tuple(tags, kept)
-    return result
-
-
-# Tuples of clean tags by identity, each held (so its id stays its own) with its result.
-_tuples_seen: dict[int, tuple[tuple[object, ...], tuple[str, ...]]] = {}
-
-
-def _keep_tuple(tags: tuple[object, ...], result: tuple[str, ...]) -> None:
-    if len(_tuples_seen) >= _TAGS_CACHE_SIZE:
-        _tuples_seen.clear()
-    _tuples_seen[id(tags)] = (tags, result)
-
-
-class Tags(list[str]):
-    """Tags as a scope puts them into the Context: a list (OpenInference's shape), checked.
-
-    The type says they passed :func:`check_tags`, so a span's reader takes them without
-    looking at each tag again; tags of any other type are checked as they are read::
-
-        type(check_tags(["a"], "using_tags(tags)")) is Tags  # -> True
-    """
-
-    __slots__ = ()
-
-
-# Each collection is read through its own base class, never a subclass's override.
-_COLLECTIONS: Final = (list, tuple, set, frozenset)
-
-
-def _check_tags(value: object, where: str) -> Tags | None:
-    return _tags_of(value, where)[0]
-
-
-def _tags_of(value: object, where: str) -> tuple[Tags | None, bool]:
-    # The tags, and whether every one of them passed (nothing was rejected).
-    base = next((kind for kind in _COLLECTIONS if isinstance(value, kind)), None)
-    if base is None:
-        rules.reject(where, f"expected a list of str, got {rules.describe(value)}", TypeError)
-        return None, False
-    tags: dict[str, None] = {}
-    clean = True
-    tag: object
-    for tag in base.__iter__(value):  # type: ignore[arg-type]
-        text = jsontext.coerce_text(tag)
-        if text is None:
-            rules.reject(where, f"each tag must be a str, got {rules.describe(tag)}", TypeError)
-        elif not (text := text.strip()):
-            rules.reject(where, "got an empty or blank tag")
-        elif not jsontext.encodable(text):
-            rules.reject(where, _UNENCODABLE)
-        else:
-            tags[text] = None
-            continue
-        clean = False
-    return (Tags(tags) if tags else None), clean
-
-
 def check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
     """Metadata or prompt variables: a mapping with str keys, made JSON-safe.
 
@@ -258,7 +127,7 @@ def check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
     """
     if value is None:
         return None
-    return _read_safely(_check_mapping, value, where)
+    return read_safely(_check_mapping, value, where)
 
 
 def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
@@ -285,7 +154,7 @@ def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
             # merges and encodes without surprises.
             data[jsontext.encodable_or_raise(text)] = jsontext.json_safe(item, set())
         except jsontext.UnencodableError:
-            rules.reject(where, f"an entry {_UNENCODABLE[4:]}", outcome="the entry is left out")
+            rules.reject(where, f"an entry {UNENCODABLE[4:]}", outcome="the entry is left out")
         except Exception as exc:  # a circular reference, nesting too deep, a str() that raises...
             rules.reject(
                 where,
@@ -310,6 +179,6 @@ def check_template(value: object, where: str) -> str | None:
         rules.reject(where, "got an empty or blank str")
         return None
     if not jsontext.encodable(text):
-        rules.reject(where, _UNENCODABLE)
+        rules.reject(where, UNENCODABLE)
         return None
     return text
