@@ -26,7 +26,6 @@ from spanstamp.tag_rules import Tags as Tags
 from spanstamp.tag_rules import check_tags as check_tags
 
 
-
 def check_id(value: object, where: str) -> str | None:
     """An id: a str non-empty after stripping (returned stripped), or an int (as decimal).
 
