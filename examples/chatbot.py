@@ -13,7 +13,10 @@ only the turn's id) and leaves (``end_session()``).
 Offline by default: the LLM is the local stub (examples/stub_llm.py). Set OPENAI_BASE_URL
 (with OPENAI_API_KEY and CHATBOT_MODEL) for a real OpenAI-compatible server. Traces go to
 OTEL_EXPORTER_OTLP_ENDPOINT (default: Phoenix on http://127.0.0.1:6006), into the Phoenix
-project PHOENIX_PROJECT_NAME (default: spanstamp-chatbot).
+project PHOENIX_PROJECT_NAME (default: spanstamp-chatbot). With no server at all, write them
+to a file and read it with ``spanstamp insights``:
+
+    OTEL_TRACES_EXPORTER=otlp_json_file SPANSTAMP_JSON_FILE=spans.jsonl python examples/chatbot.py
 """
 
 from __future__ import annotations
@@ -93,12 +96,19 @@ def traces_endpoint() -> str | None:
     return f"{PHOENIX_URL}/v1/traces"
 
 
+def exports_over_otlp() -> bool:
+    """Whether OTEL_TRACES_EXPORTER (the standard variable; default ``otlp``) sends to a server."""
+    names = os.environ.get("OTEL_TRACES_EXPORTER") or "otlp"
+    return "otlp" in {name.strip() for name in names.split(",")}
+
+
 def main() -> None:
     endpoint = traces_endpoint()
     provider = spanstamp.configure(
         service_name="chatbot", resource_attributes={PROJECT_NAME: PROJECT}, endpoint=endpoint
     )
-    if endpoint is not None:
+    to_phoenix = endpoint is not None and exports_over_otlp()
+    if to_phoenix:
         spanstamp.configure_phoenix(PHOENIX_URL)  # feedback also becomes Phoenix annotations
     OpenAIInstrumentor().instrument(tracer_provider=provider)
     # A new session per user (a fresh id; session.start is recorded on first entry).
@@ -124,7 +134,8 @@ def main() -> None:
         spanstamp.flush_feedback()
     for user, conversation in sessions.items():
         print(f"session {conversation.id} user {user}: {len(CONVERSATIONS[user])} turns")
-    print(f"Phoenix project {PROJECT!r}: open its Sessions tab.")
+    if to_phoenix:
+        print(f"Phoenix project {PROJECT!r}: open its Sessions tab.")
 
 
 if __name__ == "__main__":

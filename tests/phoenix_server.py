@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,21 @@ def clean_env() -> dict[str, str]:
 @pytest.fixture
 def phoenix_url(tmp_path: Path) -> Iterator[str]:
     """A real Phoenix server on 127.0.0.1, stopped at teardown; yields its base URL."""
+    with running_phoenix(tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def running_phoenix(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a real Phoenix server on 127.0.0.1 with its data and log in ``workdir``; yields its base URL.
+
+    For fixtures of a wider scope, or a server with settings of its own (``extra_env``: auth)::
+
+        with running_phoenix(tmp_path_factory.mktemp("phoenix")) as url: ...
+    """
     http_port, grpc_port = servers.free_ports(2)
     env = clean_env() | {
-        "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"),
+        "PHOENIX_WORKING_DIR": str(workdir / "phoenix"),
         "PHOENIX_HOST": "127.0.0.1",
         "PHOENIX_PORT": str(http_port),
         # Phoenix binds its OTLP/gRPC port on all interfaces (no setting for that); nothing
@@ -69,8 +82,8 @@ def phoenix_url(tmp_path: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{http_port}"
     with servers.server_process(
         [sys.executable, "-m", "phoenix.server.main", "serve"],
-        env=env,
-        log=tmp_path / "phoenix.log",
+        env=env | (extra_env or {}),
+        log=workdir / "phoenix.log",
         ready_url=f"{url}/readyz",
         name="Phoenix",
     ):
@@ -109,7 +122,7 @@ def sessions_with(url: str, project: str, traces: int) -> dict[str, dict[str, An
         time.sleep(0.5)
 
 
-def until_found(url: str, count: int = 1) -> list[dict[str, Any]]:
+def until_found(url: str, count: int = 1, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """GET a REST list (annotations, spans: its ``data``) until it has ``count`` items, or WAIT_S passed.
 
     A 404 counts as an empty list: Phoenix knows a project only once its first span is written.
@@ -117,7 +130,7 @@ def until_found(url: str, count: int = 1) -> list[dict[str, Any]]:
     deadline = time.monotonic() + WAIT_S
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=10) as response:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
                 data: list[dict[str, Any]] = json.load(response)["data"]
         except urllib.error.HTTPError as error:
             if error.code != 404:

@@ -211,3 +211,68 @@ def test_values_another_library_wrote_are_checked_on_every_span_they_differ() ->
             detach(token)
     assert tracing.attrs(" padded ") == {"session.id": "padded"}
     assert tracing.attrs("fine") == {"session.id": "fine"}
+
+
+def test_the_values_kept_from_the_last_context_are_its_values_under_the_rules_in_force() -> None:
+    """on_start keeps what it read from a Context for the next span started in it: pinned to collect()."""
+    from spanstamp import configure_rules
+
+    tracing = Tracing()
+    tags = ["a"]  # a list another library left: it can change, so it is read again every span
+    token = attach(Context({"session.id": "session-0123", "user.id": "u-1", "tag.tags": tags}))
+    try:
+        expected = dict(spanstamp.get_attributes_from_context())
+        tracing.record("first")
+        tracing.record("second")  # the same Context
+        tags.append("b")
+        tracing.record("tags changed")
+    finally:
+        detach(token)
+    assert tracing.attrs("first") == tracing.attrs("second") == {**expected, "tag.tags": ("a",)}
+    assert tracing.attrs("tags changed")["tag.tags"] == ("a", "b")
+    with using_session("session-0123"), using_user("u-1"):
+        tracing.record("kept")
+        tracing.record("kept again")
+        configure_rules(max_id_length=8)  # the session id is too long now
+        expected = dict(spanstamp.get_attributes_from_context())
+        tracing.record("shorter limit")
+    assert tracing.attrs("kept") == tracing.attrs("kept again") == {"session.id": "session-0123", "user.id": "u-1"}
+    assert tracing.attrs("shorter limit") == expected == {"user.id": "u-1"}
+    # A new Context, even one equal to the last, is read again: the last one is held weakly.
+    for n in range(3):
+        with using_session(f"s-{n}"):
+            tracing.record(f"scope {n}")
+    assert [tracing.attrs(f"scope {n}") for n in range(3)] == [{"session.id": f"s-{n}"} for n in range(3)]
+
+
+def test_langchain_imported_after_the_processor_is_still_read() -> None:
+    # on_start learns that LangChain was imported from a post-import hook: a fresh interpreter,
+    # so that the import really comes after the processor.
+    pytest.importorskip("langchain_core")
+    script = textwrap.dedent(
+        """
+        import sys
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import spanstamp
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        spanstamp.install(provider)
+        tracer = provider.get_tracer("t")
+        tracer.start_span("before").end()
+        assert "langchain_core.runnables.config" not in sys.modules
+        from langchain_core.runnables import RunnableLambda
+
+        def body(_):
+            tracer.start_span("in run").end()
+
+        RunnableLambda(body).invoke(1, config={"metadata": {"session_id": "s-run", "user_id": "u-run"}})
+        print({span.name: dict(span.attributes) for span in exporter.get_finished_spans()})
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str({"before": {}, "in run": {"session.id": "s-run", "user.id": "u-run"}})

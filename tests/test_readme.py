@@ -81,3 +81,26 @@ def test_the_quickstart_snippet_as_written_exports_spans_with_session_and_user(
     assert re.fullmatch(r"[0-9a-f-]{36}", session_id)
     assert {span.attributes.get("user.id") for span in spans} == {"user-42"}
     assert {span.resource["service.name"] for span in spans} == {"chatbot"}
+
+
+def test_the_insights_commands_run_as_written(tmp_path: Path) -> None:
+    # The README's three insights lines, run in a fresh directory: the chatbot example writes its
+    # spans to a file (no server anywhere), `spanstamp insights` reads it and writes the page.
+    start = README.index("## Insights")
+    (install, app, insights, browser) = _bash_lines(README[start : README.index("\n## ", start + 1)])
+    assert ".[examples,insights,json-file]" in install
+    assert browser.endswith("-m webbrowser report.html")  # opens the page; not run here
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_", "SPANSTAMP_"))}
+    for line in (app, insights):
+        command = line.split("#")[0].replace(".venv/bin/", f"{bin_dir}/").replace("examples/", f"{ROOT}/examples/")
+        result = subprocess.run(
+            command, shell=True, capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env, check=False
+        )
+        assert result.returncode == 0, (command, result.stderr)
+    # The chatbot's two users, one session each, both ended by end_session().
+    assert re.search(r"^  sessions +2$", result.stdout, re.M), result.stdout
+    assert re.search(r"^  ended +2 ", result.stdout, re.M), result.stdout
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<svg") >= 5

@@ -38,11 +38,14 @@ attach: Callable[[Context], Token[Context]]
 detach: Callable[[Token[Context]], None]
 
 try_detach: Callable[[Token[Context]], bool]
+#: ``detach`` without its guard, for hot paths: a token from another context raises here
+#: (``ValueError`` / ``RuntimeError``); the caller then calls ``detach`` to have it reported.
+reset: Callable[[Token[Context]], None]
 
 if _VARIABLE is None:
     get_current = _api.get_current
     attach = _api.attach
-    detach = _api.detach
+    detach = reset = _api.detach
 
     def try_detach(token: Token[Context]) -> bool:
         """Restore what ``token`` replaced (a failure is the runtime context's to report)."""
@@ -52,7 +55,7 @@ if _VARIABLE is None:
 else:
     get_current = _VARIABLE.get
     attach = _VARIABLE.set
-    _reset = _VARIABLE.reset
+    _reset = reset = _VARIABLE.reset
 
     def detach(token: Token[Context]) -> None:
         """Restore the Context ``token`` replaced; never raises, like the API's ``detach``."""

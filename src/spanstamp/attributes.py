@@ -46,6 +46,12 @@ SESSION_FROM_METADATA: Final = "spanstamp.metadata.session.id"
 USER_FROM_METADATA: Final = "spanstamp.metadata.user.id"
 FROM_METADATA: Final = {SESSION_FROM_METADATA: SESSION_ID, USER_FROM_METADATA: USER_ID}
 
+# Beside the metadata JSON text it writes, a scope keeps the dict that text encodes under
+# this private key, so a nested scope merges without decoding it again. Readers (ours and
+# OpenInference's) read only the text; the dict counts only while the text is that very
+# object.
+METADATA_DECODED: Final = "spanstamp.metadata.decoded"
+
 # With user-id hashing on, a scope writes each value that holds a pseudonym a second time
 # under one of these private keys. A reader compares by identity: the value under the
 # public key is already hashed only when it is that very object (another library's raw

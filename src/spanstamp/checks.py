@@ -9,33 +9,21 @@ read is a rejection too::
 
     check_id(" abc ", "using_session(session_id)")   # -> "abc"
     check_tags(["beta", " "], "using_tags(tags)")    # -> ["beta"], and one warning
+
+Tags are checked in tag_rules.py (re-exported here), once per distinct sequence.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from spanstamp import jsontext, rules
 from spanstamp.jsontext import base_text
-
-T = TypeVar("T")
-
-_UNENCODABLE: Final = "got text that cannot be encoded as UTF-8 (a lone surrogate)"
-
-
-def _read_safely(check: Callable[[object, str], T], value: object, where: str) -> T | None:
-    # ``check(value, where)``, with anything a user object raises while it is read (a
-    # Mock(spec=str), a list whose __iter__ raises) counted as a rejection, like any bad
-    # value. Only the exception's type is named: its message may quote the value.
-    try:
-        return check(value, where)
-    except rules.RejectedInputError:  # strict mode's own TypeError / ValueError
-        raise
-    except Exception as exc:
-        rules.reject(where, f"the value could not be read ({type(exc).__name__})")
-        return None
+from spanstamp.reading import UNENCODABLE, read_safely
+from spanstamp.tag_rules import Tags as Tags
+from spanstamp.tag_rules import check_tags as check_tags
 
 
 def check_id(value: object, where: str) -> str | None:
@@ -54,7 +42,7 @@ def check_id(value: object, where: str) -> str | None:
             return text
     elif value is None:
         return None
-    return _read_safely(_check_id, value, where)
+    return read_safely(_check_id, value, where)
 
 
 def _check_id(value: object, where: str) -> str | None:
@@ -78,7 +66,7 @@ def _check_id(value: object, where: str) -> str | None:
         _reject_long_id(where, rules.describe(text))
         return None
     if not jsontext.encodable(text):
-        rules.reject(where, _UNENCODABLE)
+        rules.reject(where, UNENCODABLE)
         return None
     return text
 
@@ -126,55 +114,6 @@ def coerce_id(value: object) -> str | None:
         return None
 
 
-def check_tags(value: object, where: str) -> Tags | None:
-    """Tags: a list (or tuple, set) of non-empty str; bad entries are left out one by one.
-
-    A new list (OpenInference keeps tags as a list), deduplicated in first-seen order.
-    An empty collection, like ``None``, means "no tags here"::
-
-        check_tags(["beta", " ", "beta"], "using_tags(tags)")  # -> ["beta"] and one warning
-    """
-    if value is None:
-        return None
-    return _read_safely(_check_tags, value, where)
-
-
-class Tags(list[str]):
-    """Tags as a scope puts them into the Context: a list (OpenInference's shape), checked.
-
-    The type says they passed :func:`check_tags`, so a span's reader takes them without
-    looking at each tag again; tags of any other type are checked as they are read::
-
-        type(check_tags(["a"], "using_tags(tags)")) is Tags  # -> True
-    """
-
-    __slots__ = ()
-
-
-# Each collection is read through its own base class, never a subclass's override.
-_COLLECTIONS: Final = (list, tuple, set, frozenset)
-
-
-def _check_tags(value: object, where: str) -> Tags | None:
-    base = next((kind for kind in _COLLECTIONS if isinstance(value, kind)), None)
-    if base is None:
-        rules.reject(where, f"expected a list of str, got {rules.describe(value)}", TypeError)
-        return None
-    tags: dict[str, None] = {}
-    tag: object
-    for tag in base.__iter__(value):  # type: ignore[arg-type]
-        text = jsontext.coerce_text(tag)
-        if text is None:
-            rules.reject(where, f"each tag must be a str, got {rules.describe(tag)}", TypeError)
-        elif not (text := text.strip()):
-            rules.reject(where, "got an empty or blank tag")
-        elif not jsontext.encodable(text):
-            rules.reject(where, _UNENCODABLE)
-        else:
-            tags[text] = None
-    return Tags(tags) if tags else None
-
-
 def check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
     """Metadata or prompt variables: a mapping with str keys, made JSON-safe.
 
@@ -187,7 +126,7 @@ def check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
     """
     if value is None:
         return None
-    return _read_safely(_check_mapping, value, where)
+    return read_safely(_check_mapping, value, where)
 
 
 def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
@@ -200,6 +139,11 @@ def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
     data: dict[str, Any] = {}
     for pair in items:
         key, item = pair  # a pair, or the mapping cannot be read
+        if type(key) is str and key.isascii() and ((type(item) is str and item.isascii()) or type(item) is int):
+            # What the rules below make of a plain ASCII key and a plain ASCII str or an int:
+            # the value itself (tests/test_fast_paths.py pins the two). Most entries are.
+            data[key] = item
+            continue
         text = jsontext.coerce_text(key)
         if text is None:
             rules.reject(where, f"keys must be str, got a key of type {type(key).__name__}", TypeError)
@@ -209,7 +153,7 @@ def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
             # merges and encodes without surprises.
             data[jsontext.encodable_or_raise(text)] = jsontext.json_safe(item, set())
         except jsontext.UnencodableError:
-            rules.reject(where, f"an entry {_UNENCODABLE[4:]}", outcome="the entry is left out")
+            rules.reject(where, f"an entry {UNENCODABLE[4:]}", outcome="the entry is left out")
         except Exception as exc:  # a circular reference, nesting too deep, a str() that raises...
             rules.reject(
                 where,
@@ -234,6 +178,6 @@ def check_template(value: object, where: str) -> str | None:
         rules.reject(where, "got an empty or blank str")
         return None
     if not jsontext.encodable(text):
-        rules.reject(where, _UNENCODABLE)
+        rules.reject(where, UNENCODABLE)
         return None
     return text

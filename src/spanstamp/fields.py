@@ -39,18 +39,55 @@ def _hide_metadata(value: jsontext.JsonObject, where: str) -> jsontext.JsonObjec
     return value if hidden is value.data else (jsontext.JsonObject(hidden) if hidden else None)
 
 
+class _Decoded:
+    # Metadata a scope put into the Context: its JSON text, and the (JSON-safe) dict it encodes.
+    __slots__ = ("data", "text")
+
+    def __init__(self, text: str, data: dict[str, Any]) -> None:
+        self.text = text
+        self.data = data
+
+
 def _merge_metadata(changes: Changes, outer: Context, value: Any) -> None:
-    # Nested metadata merges key by key, the inner scope winning.
+    # Nested metadata merges key by key, the inner scope winning. Each level used to decode
+    # the outer JSON and encode the merge again: 10 µs at depth 1, 280 µs for 20 levels
+    # (measured). The outer scope's dict, kept beside its text, is reused instead, and an
+    # inner scope adding only new keys extends the outer text, which is what encoding the
+    # merge gives: every level costs about the same.
     outer_text = outer.get(attr.METADATA)
-    merged = jsontext.decode_mapping(outer_text) if outer_text is not None else {}
+    inner: dict[str, Any] = value.data
+    kept = None
+    kept_text = ""
+    if outer_text is None:
+        merged: dict[str, Any] = {}
+    else:
+        decoded = outer.get(_DECODED)
+        if type(decoded) is _Decoded and decoded.text is outer_text:
+            merged = kept = decoded.data  # ours, checked as it went in
+            kept_text = decoded.text
+        else:
+            merged = jsontext.decode_mapping(outer_text)
     hashing = _privacy.hash_user_ids
     if merged and hashing and outer.get(_PSEUDONYMOUS_METADATA) is not outer_text:
         # Another library's metadata (or ours from before hashing was on) may name a raw user.
         merged = privacy.hide_metadata_users(merged)
-    data = {**merged, **value.data} if merged else value.data
-    text = changes[attr.METADATA] = jsontext.dumps(data) if merged else value.text
+    if not merged:
+        data, text = inner, value.text
+    else:
+        data = {**merged, **inner}
+        if merged is kept and len(data) == len(merged) + len(inner):
+            # No key in common: the merge's JSON is the outer text extended by the inner's.
+            text = f"{kept_text[:-1]}, {value.text[1:]}"
+        else:
+            text = jsontext.dumps(data)
+    changes[attr.METADATA] = text
+    changes[_DECODED] = _Decoded(text, data)
     if hashing:
         changes[_PSEUDONYMOUS_METADATA] = text
+    if merged is kept and kept is not None and _ID_NAMES.isdisjoint(inner):
+        # The ids the outer metadata names are in the outer Context already, and the inner
+        # names none that could outrank them.
+        return
     # Ids the metadata names (``session_id``, ``user_id``, ...) wait under private keys;
     # the readers use them only where no scope sets the id itself.
     for key, names in _NAMED_IDS:
@@ -61,6 +98,7 @@ def _merge_metadata(changes: Changes, outer: Context, value: Any) -> None:
                 changes[_PSEUDONYMOUS_NAMED_USER] = named
 
 
+_DECODED: Final = attr.METADATA_DECODED
 _privacy: Final = privacy._settings
 _PSEUDONYMOUS_METADATA: Final = attr.PSEUDONYMOUS[attr.METADATA]
 _PSEUDONYMOUS_NAMED_USER: Final = attr.PSEUDONYMOUS[attr.USER_FROM_METADATA]
@@ -93,6 +131,7 @@ _NAMED_IDS: Final = (
     (attr.SESSION_FROM_METADATA, attr.METADATA_SESSION_KEYS),
     (attr.USER_FROM_METADATA, attr.METADATA_USER_KEYS),
 )
+_ID_NAMES: Final = frozenset(attr.METADATA_SESSION_KEYS + attr.METADATA_USER_KEYS)
 
 
 Check = Callable[[object, str], Any]

@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, TypedDict
 
+from opentelemetry.context import Context
+from opentelemetry.util.types import AttributeValue
+
 from spanstamp import attributes as attr
 from spanstamp import privacy, propagation, rules
 
@@ -115,3 +118,32 @@ def trusted_baggage(
         )
         cap = rules.max_id_length()
     return trusted & stamped, cap
+
+
+def with_option_ids(
+    found: dict[str, AttributeValue] | None,
+    parent: Context | None,
+    current: Context,
+    trusted: frozenset[str],
+    baggage_cap: int,
+    conversation: bool,
+) -> dict[str, AttributeValue]:
+    """``found`` with what the options add: trusted inbound baggage ids, ``gen_ai.conversation.id``.
+
+    with_option_ids({"session.id": "s-1"}, None, get_current(), frozenset(), 256, True)
+    # -> {"session.id": "s-1", "gen_ai.conversation.id": "s-1"}
+    """
+    found = {} if found is None else found
+    if trusted:
+        # Inbound ids only fill what no local scope set; the upstream service already
+        # hashed a user id it propagated, so it is not hashed again.
+        for key, value in propagation.inbound_ids(
+            parent if parent is not None else current, trusted, baggage_cap
+        ).items():
+            found.setdefault(key, value)
+        if parent is not None:
+            for key, value in propagation.inbound_ids(current, trusted, baggage_cap).items():
+                found.setdefault(key, value)
+    if conversation and attr.SESSION_ID in found:
+        found[attr.GEN_AI_CONVERSATION_ID] = found[attr.SESSION_ID]
+    return found

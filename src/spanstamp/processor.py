@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
+import wrapt
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import INVALID_SPAN, get_current_span, set_span_in_context
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp import options, privacy, propagation, rules, tracefill
+from spanstamp import options, privacy, repairs, rules, tracefill
+from spanstamp._attribute_writes import write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
-from spanstamp._spans import attributes_of, copy_with, overwritten, restore
+from spanstamp._spans import overwritten, restore
 from spanstamp.context import collect, stampable
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
@@ -50,6 +52,33 @@ _MAX_GUARDED_BYTES: Final = 16 * 1024 * 1024
 _MODULES: Final = sys.modules
 _LANGCHAIN: Final = _langchain.CONFIG_MODULE
 _EMPTY: Final = Context()
+# Whether LangChain's run config module was imported, set by a post-import hook (wrapt's, as
+# for the models in integrations/langchain_models.py) that the first processor registers: a
+# span start tests this global, not sys.modules (~240 instructions, a fifth of what a span
+# with nothing to stamp costs the processor).
+_langchain_imported = False
+_langchain_hooked = False
+
+
+def _langchain_was_imported(module: object) -> None:
+    global _langchain_imported
+    _langchain_imported = True
+
+
+def _hook_langchain() -> None:
+    global _langchain_hooked
+    if not _langchain_hooked:
+        _langchain_hooked = True
+        wrapt.register_post_import_hook(_langchain_was_imported, _LANGCHAIN)
+
+
+# The key a span is kept under in a Context: what the Context of a child span, the parent
+# span alone, holds.
+_SPAN_KEY: Final = next(iter(set_span_in_context(INVALID_SPAN, Context())))
+# What on_start keeps of the last Context it stamped from: (a weak reference to) the Context,
+# the id length limit in force then, and the values read from it (all plain str).
+_Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue]]
+_NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {})
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -122,6 +151,7 @@ class SessionSpanProcessor(SpanProcessor):
         # LangChain run spans, by span id, and the ids their body's spans got from the run.
         self._runs: dict[int, dict[str, AttributeValue]] = {}
         self._failed = False
+        self._seen: _Seen = _NOTHING_SEEN
         self._hash_user_ids = options.apply_hashing(hash_user_ids)
         self._trusted, self._baggage_cap = options.trusted_baggage(trust_baggage, baggage_max_length, self._key_set)
         # Everything beyond plain stamping goes through one slower path, taken only
@@ -147,6 +177,7 @@ class SessionSpanProcessor(SpanProcessor):
         # LangChain models called on their own pass their run's ids too; wrapped when
         # (and only if) the application imports LangChain.
         _langchain_models.watch()
+        _hook_langchain()
         # Nothing to add, keep or track per span: stamp straight from the Context.
         self._direct = not self._more and self._guarded is None and self._open is None
 
@@ -185,64 +216,39 @@ class SessionSpanProcessor(SpanProcessor):
     def _options(
         self, found: dict[str, AttributeValue] | None, parent: Context | None, current: Context
     ) -> dict[str, AttributeValue]:
-        found = {} if found is None else found
-        if self._trusted:
-            # Inbound ids only fill what no local scope set; the upstream service already
-            # hashed a user id it propagated, so it is not hashed again.
-            for key, value in propagation.inbound_ids(
-                parent if parent is not None else current, self._trusted, self._baggage_cap
-            ).items():
-                found.setdefault(key, value)
-            if parent is not None:
-                for key, value in propagation.inbound_ids(current, self._trusted, self._baggage_cap).items():
-                    found.setdefault(key, value)
-        if self._conversation and attr.SESSION_ID in found:
-            found[attr.GEN_AI_CONVERSATION_ID] = found[attr.SESSION_ID]
-        return found
+        return options.with_option_ids(found, parent, current, self._trusted, self._baggage_cap, self._conversation)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Stamp the context's attributes on ``span`` (the SDK calls this; it never raises)."""
         try:
             current = get_current()
             run = None
-            if _LANGCHAIN in _MODULES:
+            if _langchain_imported:
                 # Under a LangChain run, its ids join the Context as ids a scope's metadata
                 # names, so the rules below rank them (integrations/langchain.py). Without
                 # LangChain imported, this test is all a span pays.
                 current, run = _langchain.with_run_ids(current)
+            if parent_context is None and self._direct:
+                # The usual case: stamp straight from the current Context. An empty one (a
+                # root span's) and one with the parent span alone (most child spans') have
+                # nothing to stamp, hashing on or off: len() and `in` cost half of what
+                # isdisjoint() does (~700 instructions; it builds an iterator).
+                if not current or (len(current) == 1 and _SPAN_KEY in current):
+                    return
+                seen, max_id_length, values = self._seen
+                if seen() is current and max_id_length == _rules.max_id_length and not _privacy.hash_user_ids:
+                    # The Context the span before was stamped from (siblings under one
+                    # parent): its values were read and checked then, and a Context never
+                    # changes. Reading and checking two ids cost ~5,500 instructions a
+                    # span; this test ~800.
+                    write_plain(span, values)
+                    return
+                if self._watch.isdisjoint(current):
+                    return
+                if not _privacy.hash_user_ids:
+                    self._stamp_from(span, current)
+                    return  # this mode has no downstream to call
             watch = self._watch
-            if parent_context is None and self._direct and not _privacy.hash_user_ids:
-                # The usual case: stamp straight from the current Context, each value as
-                # collect(keys, None, current) would take it and in its order, without
-                # building a dict. A Context holds a handful of keys, so one pass over
-                # them also tells most spans, which find none, that there is nothing to
-                # do; an empty Context (a root span's) skips even that.
-                if current:
-                    keys = self._key_set
-                    named = False
-                    for key in current:  # keys only: most are not ours, and need no value
-                        if key in watch:
-                            if key not in keys:  # an id a scope's metadata names
-                                named = True
-                                continue
-                            value = current[key]
-                            # stampable()'s first branch, inlined (a call per value cost
-                            # ~80 ns): an exact ASCII str the scopes wrote, still clean.
-                            # tests/test_processor.py pins this path to collect().
-                            if not (
-                                type(value) is str
-                                and value
-                                and value.isascii()
-                                and (key not in _IDS or (len(value) <= _rules.max_id_length and value.strip() is value))
-                                and (key != _TEMPLATE or not value.isspace())
-                            ):
-                                value = stampable(key, value)
-                                if value is None:
-                                    continue
-                            span.set_attribute(key, value)
-                    if named:
-                        self._stamp_named(span, current)
-                return  # this mode has no downstream to call
             # The common case, no scope anywhere, must cost next to nothing.
             if watch.isdisjoint(current) and (parent_context is None or watch.isdisjoint(parent_context)):
                 found = None
@@ -253,10 +259,8 @@ class SessionSpanProcessor(SpanProcessor):
             if self._more:
                 found = self._options(found, parent_context, current)
             if found:
-                # One set_attribute per key: in the SDK this is cheaper than
-                # set_attributes(mapping), which re-validates the mapping as a whole.
-                for key, value in found.items():
-                    span.set_attribute(key, value)
+                # What one set_attribute per key would store, at a fraction of its cost.
+                write(span, found.items())
                 if self._guarded is not None:
                     self._guard(span, found, final)
                     if _LANGCHAIN in _MODULES:
@@ -267,6 +271,48 @@ class SessionSpanProcessor(SpanProcessor):
             self._report_failure()
         if self._downstream is not None:
             self._downstream.on_start(span, parent_context=parent_context)
+
+    def _stamp_from(self, span: Span, current: Context) -> None:
+        # Each value as collect(keys, None, current) would take it and in its order. When
+        # all were plain str, which cannot change (what else another library left might),
+        # they are kept with (a weak reference to) the Context, for the next span started
+        # in it.
+        watch = self._watch
+        keys = self._key_set
+        max_id_length = _rules.max_id_length
+        named = False
+        plain = True
+        found: dict[str, AttributeValue] = {}
+        for key in current:  # keys only: most are not ours, and need no value
+            if key in watch:
+                if key not in keys:  # an id a scope's metadata names
+                    named = True
+                    continue
+                value = current[key]
+                # stampable()'s first branch, inlined (a call per value cost ~80 ns): an
+                # exact ASCII str the scopes wrote, still clean. tests/test_processor.py
+                # pins this path to collect().
+                if not (
+                    type(value) is str
+                    and value
+                    and value.isascii()
+                    and (key not in _IDS or (len(value) <= max_id_length and value.strip() is value))
+                    and (key != _TEMPLATE or not value.isspace())
+                ):
+                    plain = False
+                    value = stampable(key, value)
+                    if value is None:
+                        continue
+                found[key] = value
+        # All at once, as set_attribute would store them (_attribute_writes.py).
+        if plain:
+            if not named and type(current) is Context:
+                self._seen = (weakref.ref(current), max_id_length, found)
+            write_plain(span, found)
+        else:
+            write(span, found.items())
+        if named:
+            self._stamp_named(span, current)
 
     def _stamp_named(self, span: Span, current: Context) -> None:
         # Ids a scope's metadata names come last and only where no scope set the key,
@@ -358,28 +404,8 @@ class SessionSpanProcessor(SpanProcessor):
         downstream.on_end(span)
 
     def _hide_late_users(self, span: ReadableSpan, stamped: dict[str, AttributeValue]) -> ReadableSpan:
-        # With hashing on, a user id an instrumentor wrote itself (OpenInference's LangChain
-        # tracer copies a run's raw metadata, user_id included, at span end) is hashed here,
-        # before the exporter sees it: only what this processor stamped is a pseudonym for sure.
         try:
-            attributes = attributes_of(span)
-            changes: dict[str, AttributeValue] = {}
-            removed: list[str] = []
-            ours = stamped.get(attr.USER_ID)
-            user = attributes.get(attr.USER_ID)
-            if user is not None and user != ours:
-                hidden = privacy.hide_found_user(user)
-                if hidden is None:
-                    removed.append(attr.USER_ID)
-                else:
-                    changes[attr.USER_ID] = hidden
-            metadata = attributes.get(attr.METADATA)
-            if isinstance(metadata, str) and metadata != stamped.get(attr.METADATA):
-                text = privacy.hide_metadata_text(metadata, keep=ours)
-                if text is not metadata:
-                    changes[attr.METADATA] = text
-            if changes or removed:
-                return copy_with(span, changes, removed=removed)
+            return repairs.hide_late_users(span, stamped)
         except Exception:
             self._report_failure()
         return span
@@ -387,32 +413,9 @@ class SessionSpanProcessor(SpanProcessor):
     def _end_run_span(
         self, span: ReadableSpan, final: tuple[str, ...]
     ) -> tuple[ReadableSpan, dict[str, AttributeValue]]:
-        # A LangChain run's own span starts before LangChain sets the run's config: it
-        # gets the ids its run's metadata names, read as its body's spans read them, and
-        # those its body's spans got, where it lacks them (integrations/langchain.py).
-        # Returns the span and the ids it got.
         try:
-            ended = _langchain.ended_run(self._runs, span, final)
-            if ended is None:
-                return span, {}
-            named, learned = ended
-            present = span.attributes or {}
-            replaced = tuple(key for key in named if key in present)
-            added: dict[str, AttributeValue] = {key: value for key, value in named.items() if key in self._key_set}
-            user = added.get(attr.USER_ID)
-            if isinstance(user, str) and _privacy.hash_user_ids:
-                # The run's metadata holds the raw id: only its pseudonym may be stamped.
-                pseudonymizer = privacy.pseudonymizer()
-                if pseudonymizer is None:
-                    del added[attr.USER_ID]
-                else:
-                    added[attr.USER_ID] = pseudonymizer(user)
-            if added and self._more:
-                added = self._options(added, None, _EMPTY)
-            for key, value in learned.items():
-                added.setdefault(key, value)
-            if added:
-                return restore(span, added, replaced, evicted=False), added
+            more = (lambda added: self._options(added, None, _EMPTY)) if self._more else None
+            return repairs.with_run_ids(self._runs, span, final, self._key_set, more)
         except Exception:
             self._report_failure()
         return span, {}

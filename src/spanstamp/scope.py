@@ -4,7 +4,7 @@ One class, :class:`Scope`, does all the work of every ``using_*`` front (scopes.
 ``session()`` and ``task()``: it checks each value once as it is built (fields.py), enters
 as a context manager or async context manager (one Context copy, shared safely by many
 threads and tasks, re-entrant), and decorates functions, coroutines, generators and
-methods (calls.py)::
+methods (scope_calls.py); the common scopes are built by scope_builders.py::
 
     scope = Scope("using_session", ((SESSION, "using_session(session_id)"),), ("s-1",))
     with scope: ...
@@ -12,20 +12,20 @@ methods (calls.py)::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from contextvars import Token
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 from opentelemetry.baggage import get_baggage, remove_baggage, set_baggage
 from opentelemetry.context import Context
 
 from spanstamp import privacy, propagation, rules
-from spanstamp._runtime import attach, detach, get_current, try_detach
-from spanstamp.calls import ScopedFunction, arg_reader, create_in, from_arg, scoped_async_generator, scoped_generator
+from spanstamp._runtime import attach, detach, get_current, reset, try_detach
+from spanstamp.calls import from_arg
 from spanstamp.fields import Apply, Changes, Field
-from spanstamp.hooks import attach_entered, run_entered_hooks
 from spanstamp.hooks import registered as _entered_hooks
+from spanstamp.hooks import run_entered_hooks
+from spanstamp.scope_calls import decorate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,7 +71,7 @@ class Scope:
             ...
     """
 
-    __slots__ = ("_dynamic", "_from_call", "_last", "_name", "_plan", "_propagate", "_static")
+    __slots__ = ("_dynamic", "_from_call", "_last", "_name", "_plan", "_propagate", "_simple", "_static")
 
     def __init__(
         self,
@@ -106,28 +106,18 @@ class Scope:
                 continue
             if type(value) is from_arg:
                 from_call = True
-            else:
-                # field.accept(), inlined: most fields have no hide step.
-                value = field.check(value, where)
-                if value is not None and field.hide is not None and _privacy.hash_user_ids:
-                    value = field.hide(value, where)
-                if value is None:
-                    continue
-                if field.key is not None:  # an id, written without a call
-                    static[field.key] = value
-                    if field.marker is not None and _privacy.hash_user_ids:
-                        static[field.marker] = value
-                elif field.static:
-                    field.apply(static, _NO_CONTEXT, value)
-                else:
-                    dynamic.append((field.apply, value))
+            elif (value := _accept(field, where, value, static, dynamic)) is None:
+                continue
             plan.append((field, where, value))
         self._name = name
-        self._plan = plan
+        # The values in order, kept only where a call supplies some (``from_arg``).
+        self._plan: Sequence[tuple[Field, str, object]] = plan if from_call else ()
         self._static = static
-        self._dynamic = dynamic
+        self._dynamic: Sequence[tuple[Apply, Any]] = dynamic
         self._from_call = from_call
         self._propagate = propagate
+        # Values to set, none from a call, and no baggage of its own: entered without the general tests.
+        self._simple = bool(static or dynamic) and not from_call and propagate is None
         self._last: Token[Context] | None = None
 
     def __repr__(self) -> str:
@@ -136,6 +126,16 @@ class Scope:
     def _context(self, outer: Context, changes: _Values) -> Context:
         """The Context a decorated call runs in: ``outer`` with ``changes`` (and baggage)."""
         context = Context(outer, **changes)
+        propagate = self._propagate
+        if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
+            context = self._baggage(context, changes)
+        return context
+
+    def _call_context(self) -> Context:
+        """The Context a decorated call with constant values runs in (``_context``, inlined)."""
+        current = get_current()
+        changes = self._changes(current) if self._dynamic else self._static
+        context = Context(current, **changes)
         propagate = self._propagate
         if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
             context = self._baggage(context, changes)
@@ -168,15 +168,32 @@ class Scope:
     # --- with / async with ---
 
     def __enter__(self) -> Scope:
+        if self._simple and not (_propagation.sent or _propagation.enabled):
+            # The general entry below, for no baggage and no from_arg(): this runs on every
+            # ``with``, and the tests it skips were a fifth of an entry and exit (~170 ns).
+            current = get_current()
+            entry: list[Any] = [self, None, current]
+            values = {**current, **self._static}
+            # Without baggage to write, the values that depend on the outer Context go
+            # straight in: what _changes() gives, without its dict.
+            if self._dynamic:
+                for apply, value in self._dynamic:
+                    apply(values, current, value)
+            values[_ENTRY_KEY] = entry  # a store, not a third {**...}: ~7% of an entry and exit
+            entry[1] = self._last = attach(Context(values))
+            if _entered_hooks:
+                run_entered_hooks()
+            return self
         if self._from_call:
             rules.reject(self._name, "from_arg() values only apply when the scope decorates a function")
         if not (self._static or self._dynamic):
             return self
-        # The body of _context and _attach, inlined: this runs on every ``with``.
         current = get_current()
-        entry: list[Any] = [self, None, current]
+        entry = [self, None, current]
         changes = self._changes(current) if self._dynamic else self._static
-        context = Context({**current, **changes, _ENTRY_KEY: entry})
+        values = {**current, **changes}
+        values[_ENTRY_KEY] = entry
+        context = Context(values)
         propagate = self._propagate
         if propagate or _propagation.sent or (propagate is None and _propagation.enabled):
             context = self._baggage(context, changes)
@@ -186,10 +203,20 @@ class Scope:
         return self
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        if not (self._static or self._dynamic):
-            return
         current = get_current()
         entry = current.get(_ENTRY_KEY)
+        if type(entry) is list and entry[0] is self:
+            # The usual case first: our entry is the innermost one.
+            token = entry[1]
+            if self._last is token:
+                self._last = None  # holds the outer Context: not kept past the exit
+            try:
+                reset(token)  # detach(), inlined: a call fewer on every ``with``
+            except Exception:
+                detach(token)  # reports it as the API's detach does
+            return
+        if not (self._static or self._dynamic):
+            return
         while type(entry) is list and entry[0] is not self:
             entry = entry[2].get(_ENTRY_KEY)
         if type(entry) is list:
@@ -197,7 +224,7 @@ class Scope:
             # attached and never detached.
             token = entry[1]
             if self._last is token:
-                self._last = None  # holds the outer Context: not kept past the exit
+                self._last = None
             detach(token)
         elif (token := self._last) is not None and _left_in(current, token) and try_detach(token):
             # The body attached a Context built from scratch (``attach(extract(headers))``)
@@ -217,69 +244,23 @@ class Scope:
 
     def __call__(self, func: F) -> F:
         """Run every call of ``func`` inside this scope (wrapt keeps its signature)."""
-        if isinstance(func, (classmethod, staticmethod)):
-            # Written above @classmethod / @staticmethod: scope the function inside, so
-            # that its kind (coroutine, generator) and signature are seen, and keep the
-            # descriptor around it.
-            return cast(F, type(func)(self(func.__func__)))
-        readers = {
-            id(value): arg_reader(value, func, where) for _, where, value in self._plan if isinstance(value, from_arg)
-        }
+        return decorate(self, func)
 
-        def context_for_call(instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Context:
-            current = get_current()
-            if not self._from_call:
-                return self._context(current, self._changes(current))
-            # Values from the call: apply everything in the order given, so that a
-            # template still comes before its version.
-            changes: _Values = {}
-            for field, where, value in self._plan:
-                if type(value) is from_arg:
-                    reader = readers[id(value)]
-                    if reader is None:
-                        continue
-                    value = reader.take(instance, args, kwargs, where, field.accept)
-                    if value is None:
-                        continue
-                field.apply(changes, current, value)
-            return self._context(current, changes)
 
-        if inspect.isasyncgenfunction(func):
-
-            def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                context = context_for_call(instance, args, kwargs)
-                return scoped_async_generator(create_in(context, wrapped, args, kwargs), context)
-
-            return cast(F, ScopedFunction(func, async_gen_wrapper))
-
-        if inspect.isgeneratorfunction(func):
-
-            def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                context = context_for_call(instance, args, kwargs)
-                return scoped_generator(create_in(context, wrapped, args, kwargs), context)
-
-            return cast(F, ScopedFunction(func, gen_wrapper))
-
-        if inspect.iscoroutinefunction(func):
-
-            def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                async def run() -> Any:
-                    # Attached inside the coroutine, so in the task that awaits it.
-                    token = attach_entered(context_for_call(instance, args, kwargs))
-                    try:
-                        return await wrapped(*args, **kwargs)
-                    finally:
-                        detach(token)
-
-                return run()
-
-            return cast(F, ScopedFunction(func, async_wrapper))
-
-        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            token = attach_entered(context_for_call(instance, args, kwargs))
-            try:
-                return wrapped(*args, **kwargs)
-            finally:
-                detach(token)
-
-        return cast(F, ScopedFunction(func, wrapper))
+def _accept(field: Field, where: str, value: object, static: _Values, dynamic: list[tuple[Apply, Any]]) -> Any:
+    """Check one constant value and file it under ``static`` or ``dynamic``; ``None``: left out."""
+    # field.accept(), inlined: most fields have no hide step.
+    checked = field.check(value, where)
+    if checked is not None and field.hide is not None and _privacy.hash_user_ids:
+        checked = field.hide(checked, where)
+    if checked is None:
+        return None
+    if field.key is not None:  # an id, written without a call
+        static[field.key] = checked
+        if field.marker is not None and _privacy.hash_user_ids:
+            static[field.marker] = checked
+    elif field.static:
+        field.apply(static, _NO_CONTEXT, checked)
+    else:
+        dynamic.append((field.apply, checked))
+    return checked

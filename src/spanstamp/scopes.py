@@ -23,6 +23,7 @@ from typing import Final
 from spanstamp.calls import from_arg
 from spanstamp.fields import METADATA, SESSION, TAGS, TEMPLATE, USER, VARIABLES, VERSION, IdValue, MappingValue
 from spanstamp.scope import Scope
+from spanstamp.scope_builders import scope_of, scope_of_ids
 
 # --- The public fronts ---------------------------------------------------------------
 #
@@ -58,6 +59,8 @@ def using_session(session_id: IdValue, *, propagate: bool | None = None) -> Scop
     with using_session(request.headers.get("x-session-id")):
         answer = client.chat.completions.create(...)
     """
+    if propagate is None:
+        return scope_of("using_session", _SESSION_ARGS, session_id)
     return Scope("using_session", _SESSION_ARGS, (session_id,), propagate)
 
 
@@ -70,6 +73,8 @@ def using_user(user_id: IdValue, *, propagate: bool | None = None) -> Scope:
     @using_user(from_arg("user_id"))
     def handle(user_id: str, text: str) -> str: ...
     """
+    if propagate is None:
+        return scope_of("using_user", _USER_ARGS, user_id)
     return Scope("using_user", _USER_ARGS, (user_id,), propagate)
 
 
@@ -79,7 +84,7 @@ def using_metadata(metadata: MappingValue) -> Scope:
     with using_metadata({"tier": "pro", "experiment": "b"}):
         ...
     """
-    return Scope("using_metadata", _METADATA_ARGS, (metadata,))
+    return scope_of("using_metadata", _METADATA_ARGS, metadata)
 
 
 def using_tags(tags: Sequence[str] | from_arg | None) -> Scope:
@@ -88,7 +93,7 @@ def using_tags(tags: Sequence[str] | from_arg | None) -> Scope:
     with using_tags(["beta", "rag"]):
         ...
     """
-    return Scope("using_tags", _TAGS_ARGS, (tags,))
+    return scope_of("using_tags", _TAGS_ARGS, tags)
 
 
 def using_prompt_template(
@@ -123,6 +128,16 @@ def using_attributes(
     with using_attributes(session_id=conversation_id, user_id=user_id, tags=["web"]):
         ...
     """
+    if (
+        metadata is None
+        and tags is None
+        and prompt_template is None
+        and prompt_template_version is None
+        and prompt_template_variables is None
+        and propagate is None
+    ):
+        # Ids only: the common case, built without the general loop.
+        return scope_of_ids("using_attributes", _ATTRIBUTES_ARGS, session_id, user_id)
     return Scope(
         "using_attributes",
         _ATTRIBUTES_ARGS,
