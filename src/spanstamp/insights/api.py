@@ -41,7 +41,8 @@ def analyze(
     given = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     files, reports = expand(given)
     result, bad = run_files(files, idle_s=float(idle_s), top=top)
-    reports.extend(bad)
+    # In file and line order, whatever order DuckDB refused the files in.
+    reports.extend(sorted(bad, key=lambda r: (r["file"], r["line"] or 0)))
     for report in reports:
         where = report["file"] if report["line"] is None else f"{report['file']}:{report['line']}"
         rules.logger.warning("spanstamp insights: %s: %s, left out", where, report["reason"])

@@ -1,7 +1,7 @@
 """The DuckDB engine: runs ``queries/duckdb.sql`` over OTLP JSON lines files.
 
 The common case, clean files, is one typed scan. Only when DuckDB refuses a file (not
-JSON, a cut line, a shape it cannot read) or counts bad rows in one (not OTLP, spans
+JSON, a cut line, a shape it cannot read) or counts bad rows in it (not OTLP, spans
 without ids) is that file read a second time, slowly, to name its bad lines::
 
     result, skipped = run_files([Path("spans.jsonl")], idle_s=1800.0, top=20)
@@ -9,10 +9,13 @@ without ids) is that file read a second time, slowly, to name its bad lines::
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
 import string
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -30,10 +33,9 @@ SQL_NAMES: Final = {
     "SESSION_END_EVENT": attr.SESSION_END_EVENT,
     "SESSION_END_REASON": attr.SESSION_END_REASON,
 }
-#: The largest line DuckDB reads: a BatchSpanProcessor export of 512 spans with long
-#: inputs and outputs stays far below it.
+#: The largest line DuckDB reads (a BatchSpanProcessor export of 512 spans with long inputs
+#: and outputs stays below it); DuckDB's buffers grow with it, so it is not set higher.
 MAX_LINE_BYTES: Final = 16 * 1024 * 1024
-# Statements up to this one read the files; the rest aggregate what was read.
 # Ids and inputs are read from string values only: spanstamp and the SDK write them as
 # strings, and every field declared here costs time on every attribute of every span.
 _VALUE: Final = '{"stringValue":"VARCHAR"}'
@@ -45,7 +47,9 @@ STRUCTURE: Final = (
     '"startTimeUnixNano":"VARCHAR","endTimeUnixNano":"VARCHAR","status":{"code":"VARCHAR"},'
     f'"attributes":{_ATTRIBUTES},"events":[{{"name":"VARCHAR","attributes":{_ATTRIBUTES}}}]}}]}}]}}]}}'
 )
-_READ_UNTIL: Final = "DELETE FROM spans"
+#: DuckDB's memory limit; beyond it, it spills to a temporary directory.
+MEMORY_LIMIT: Final = "640MB"
+_STEP: Final = re.compile(r"^-- step: (\w+)\s*$", re.MULTILINE)
 _FILE_IN_ERROR: Final = re.compile(r'in file "(.+?)"')
 
 
@@ -57,10 +61,10 @@ def sql_text() -> str:
     return resources.files("spanstamp.insights").joinpath("queries").joinpath("duckdb.sql").read_text("utf-8")
 
 
-def statements(files: list[str], *, idle_s: float, top: int) -> list[str]:
-    """The query file filled in for ``files``, split into its statements.
+def steps(files: list[str], *, idle_s: float, top: int) -> dict[str, list[str]]:
+    """The query file filled in for ``files``: its statements, by step.
 
-    statements(["spans.jsonl"], idle_s=1800.0, top=20)
+    steps(["spans.jsonl"], idle_s=1800.0, top=20)["result"]
     """
     values = {name: _literal(value) for name, value in SQL_NAMES.items()}
     values["FILES"] = "[" + ", ".join(_literal(f) for f in files) + "]"
@@ -69,8 +73,21 @@ def statements(files: list[str], *, idle_s: float, top: int) -> list[str]:
     values["MAX_OBJECT"] = str(MAX_LINE_BYTES)
     values["STRUCTURE"] = STRUCTURE
     text = string.Template(sql_text()).substitute(values)
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip()]
+    parts = _STEP.split(text)  # [header, name, body, name, body, ...]
+    out: dict[str, list[str]] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+        out[name] = [s.strip() for s in "\n".join(lines).split(";\n") if s.strip()]
+    return out
+
+
+def statements(files: list[str], *, idle_s: float, top: int) -> list[str]:
+    """Every statement of the clean case, in order (what a DuckDB shell would run).
+
+    statements(["spans.jsonl"], idle_s=1800.0, top=20)[-1]   # the result document
+    """
+    by_step = steps(files, idle_s=idle_s, top=top)
+    return [s for name in ("macros", "otlp_spans", "read", "aggregate", "result") for s in by_step[name]]
 
 
 def run_files(paths: list[Path], *, idle_s: float, top: int) -> tuple[dict[str, Any], list[Skipped]]:
@@ -83,26 +100,41 @@ def run_files(paths: list[Path], *, idle_s: float, top: int) -> tuple[dict[str, 
     reports: list[Skipped] = []
     with tempfile.TemporaryDirectory(prefix="spanstamp-insights-") as tmp:
         work = Path(tmp)
-        # Memory stays bounded: DuckDB spills to the temporary directory beyond the limit.
-        con = duckdb.connect(config={"memory_limit": "640MB", "temp_directory": str(work / "spill")})
+        # Memory stays bounded: DuckDB spills to the temporary directory beyond the limit;
+        # row order is never relied on, so DuckDB need not keep it.
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": MEMORY_LIMIT,
+            "temp_directory": str(work / "spill"),
+            "preserve_insertion_order": False,
+        }
+        threads = _free_cores()
+        if threads is not None:
+            config["threads"] = threads
+        con = duckdb.connect(config=config)
         try:
             sources: dict[str, Path] = {}  # what DuckDB reads -> the user's file
-            for path in paths:
+            for number, path in enumerate(paths):
                 if is_empty(path):
                     reports.append(skipped(path, None, "empty file"))
                 else:
-                    sources[str(path)] = path
+                    sources[_readable_name(path, work, number)] = path
             cleaned: set[str] = set()
-            steps = _read(con, sources, cleaned, reports, work, idle_s=idle_s, top=top)
-            for file, _bad in con.execute("SELECT file, bad FROM bad_files ORDER BY file").fetchall():
-                if file not in cleaned:  # a clean copy has none: its reports are in already
-                    reports.extend(clean_copy(sources[file], work / "located.jsonl"))
-            for step in steps[:-1]:
-                con.execute(step)
-            row = con.execute(steps[-1]).fetchone()
+            by_step = _read(con, sources, cleaned, reports, work, idle_s=idle_s, top=top)
+            (bad,) = con.execute("SELECT count(*) FROM spans WHERE bad").fetchone() or (0,)
+            if bad:
+                for file, _bad in con.execute(by_step["bad_files"][0]).fetchall():
+                    if file not in cleaned:  # a clean copy has none: its reports are in already
+                        reports.extend(clean_copy(sources[file], work / "located.jsonl"))
+                for statement in by_step["drop_bad"]:
+                    con.execute(statement)
+            for statement in by_step["aggregate"]:
+                con.execute(statement)
+            row = con.execute(by_step["result"][0]).fetchone()
+        except duckdb.Error as error:  # not a bad line (those are handled): say what DuckDB said
+            raise RuntimeError(f"DuckDB: {str(error).splitlines()[0][:300]}") from error
         finally:
             con.close()
-    assert row is not None  # the last statement always returns one row
+    assert row is not None  # the result statement always returns one row
     result: dict[str, Any] = json.loads(row[0])
     return result, reports
 
@@ -116,32 +148,31 @@ def _read(
     *,
     idle_s: float,
     top: int,
-) -> list[str]:
-    # Run the reading statements, replacing each file DuckDB refuses by a clean copy;
-    # returns the aggregating statements that remain.
+) -> dict[str, list[str]]:
+    # Read every file into `spans`, replacing each file DuckDB refuses by a clean copy.
     import duckdb
 
     while True:
-        files = list(sources) or [_empty(work)]
-        steps = statements(files, idle_s=idle_s, top=top)
-        split = next(i for i, s in enumerate(steps) if s.startswith(_READ_UNTIL)) + 1
+        by_step = steps(list(sources) or [_empty(work)], idle_s=idle_s, top=top)
         try:
-            for step in steps[:split]:
-                con.execute(step)
+            for statement in by_step["macros"] + by_step["otlp_spans"] + by_step["read"]:
+                con.execute(statement)
         except (duckdb.InvalidInputException, duckdb.ConversionException) as error:
             if not sources:
                 raise  # not the data's fault: nothing is left to leave out
-            _replace_refused(error, sources, cleaned, reports, work)
+            _replace_refused(con, error, sources, cleaned, reports, work)
             continue
-        return steps[split:]
+        return by_step
 
 
 def _replace_refused(
-    error: Exception, sources: dict[str, Path], cleaned: set[str], reports: list[Skipped], work: Path
+    con: Any, error: Exception, sources: dict[str, Path], cleaned: set[str], reports: list[Skipped], work: Path
 ) -> None:
     named = _FILE_IN_ERROR.search(str(error))
-    culprits = [named.group(1)] if named and named.group(1) in sources else [f for f in sources if f not in cleaned]
-    if not culprits:  # every file is a clean copy already and DuckDB still refuses: leave them all out
+    named_file = named.group(1) if named else None
+    # from_json's errors name no file: then each file is asked in turn.
+    culprits = [named_file] if named_file in sources else [f for f in sources if _refuses(con, f)]
+    if not culprits:  # no single file fails alone: leave them all out rather than loop
         culprits = list(sources)
     for file in culprits:
         original = sources.pop(file)
@@ -154,6 +185,54 @@ def _replace_refused(
         if copy.stat().st_size:
             sources[str(copy)] = original
             cleaned.add(str(copy))
+
+
+def _refuses(con: Any, file: str) -> bool:
+    import duckdb
+
+    try:
+        con.execute(f"SELECT count(*) FILTER (WHERE bad) FROM otlp_spans([{_literal(file)}])").fetchall()
+    except (duckdb.InvalidInputException, duckdb.ConversionException):
+        return True
+    return False
+
+
+def _readable_name(path: Path, work: Path, number: int) -> str:
+    # DuckDB reads a path with *, ? or [ as a pattern: such a file is read through a link.
+    name = str(path)
+    if not glob.has_magic(name):
+        return name
+    link = work / f"file-{number}.jsonl{'.gz' if name.endswith('.gz') else ''}"
+    link.symlink_to(path.resolve())
+    return str(link)
+
+
+def _free_cores() -> int | None:
+    # DuckDB's pipelines wait for their slowest thread, so on cores that other processes keep
+    # busy fewer threads finish sooner (1,000,000 spans on 2 busy cores: 9-10 s with one
+    # thread, 12-12.5 s with two; on 2 idle cores 3.1 s with two, 6.2 s with one). How idle
+    # the cores are over 50 ms (Linux's /proc/stat) says how many to use; elsewhere DuckDB
+    # chooses.
+    try:
+        cores = len(os.sched_getaffinity(0))
+        before = _cpu_times()
+        time.sleep(0.05)
+        after = _cpu_times()
+    except (OSError, AttributeError, ValueError, IndexError):
+        return None
+    total = sum(after) - sum(before)
+    idle = (after[3] + after[4]) - (before[3] + before[4])  # idle + iowait
+    if total <= 0:
+        return None
+    machine_cores = os.cpu_count() or cores
+    free = machine_cores * idle / total
+    return max(1, min(cores, round(free)))
+
+
+def _cpu_times() -> list[int]:
+    # The first line of /proc/stat: the machine's jiffies in user, nice, system, idle, iowait, ...
+    with open("/proc/stat", encoding="ascii") as stat:
+        return [int(v) for v in stat.readline().split()[1:]]
 
 
 def _empty(work: Path) -> str:

@@ -1,69 +1,95 @@
 -- spanstamp insights over OTLP JSON lines, in DuckDB (docs/insights.md states the definitions).
 --
 -- A template: spanstamp.insights.engine fills in $FILES (a list of paths), $IDLE_NS, $TOP,
--- $MAX_OBJECT and the attribute names (as SQL strings, from spanstamp.attributes). The
--- statements run in order; the last one returns the whole result document as one JSON value.
+-- $MAX_OBJECT, $STRUCTURE and the attribute names (SQL strings, from spanstamp.attributes).
+-- Each `-- step: name` starts a group of statements; the engine runs macros, read, (only
+-- when some rows are bad) bad_files and drop_bad, then aggregate and result. The last
+-- statement returns the whole result document as one JSON value.
 
+-- step: macros
 CREATE OR REPLACE MACRO _attr(kv, k) AS list_filter(kv, lambda a: a.key = k)[1].value;
 CREATE OR REPLACE MACRO _text(v) AS nullif(trim(v.stringValue), '');
 CREATE OR REPLACE MACRO _iso(ns) AS strftime(make_timestamp(ns // 1000), '%Y-%m-%dT%H:%M:%S.%gZ');
 CREATE OR REPLACE MACRO _stats(x) AS {'mean': avg(x), 'p50': quantile_cont(x, 0.5), 'p90': quantile_cont(x, 0.9)};
 
--- The normalized span relation, one row per span. A line that is not OTLP (no resourceSpans)
--- becomes one row with no ids, so that the bad rows of a file can be counted and dropped.
-CREATE OR REPLACE TEMP TABLE spans AS
+-- step: otlp_spans
+-- The normalized span relation of OTLP JSON lines files, one row per span. A line that is
+-- not OTLP (no resourceSpans) becomes one row without ids; `bad` marks such rows and spans
+-- without ids or times. `file` costs nothing unless a query reads it.
+CREATE OR REPLACE MACRO otlp_spans(files) AS TABLE
 WITH lines AS (
     -- from_json over each line's text: far faster than read_json's typed columns on lines
     -- that hold hundreds of spans each.
     SELECT filename AS file, from_json(json, '$STRUCTURE').resourceSpans AS rs
-    FROM read_ndjson_objects($FILES, filename = true, maximum_object_size = $MAX_OBJECT)
+    FROM read_ndjson_objects(files, filename = true, maximum_object_size = $MAX_OBJECT)
+), resources AS (
+    SELECT file, unnest(CASE WHEN rs IS NULL THEN [NULL] ELSE rs END) AS r FROM lines
+), scopes AS (
+    SELECT file, unnest(CASE WHEN r IS NULL THEN [NULL] ELSE r.scopeSpans END) AS sc FROM resources
 ), flat AS (
-    SELECT file,
-           unnest(CASE WHEN rs IS NULL THEN [NULL]
-                       ELSE flatten(list_transform(rs, lambda r: flatten(list_transform(r.scopeSpans, lambda x: x.spans))))
-                  END) AS s
-    FROM lines
+    SELECT file, unnest(CASE WHEN sc IS NULL THEN [NULL] ELSE sc.spans END) AS s FROM scopes
 ), picked AS (
     SELECT file, s,
            list_filter(s.attributes, lambda a: a.key IN ($SESSION_ID, $USER_ID, $TASK_ID, $FEEDBACK_TASK_ID,
                                                         $INPUT_VALUE)) AS kv,
            list_filter(s.events, lambda e: e.name = $SESSION_END_EVENT)[-1].attributes AS ev
     FROM flat
+), normal AS (
+    SELECT file,
+           nullif(s.traceId, '') AS trace_id,
+           nullif(s.spanId, '') AS span_id,
+           nullif(s.parentSpanId, '') AS parent_id,
+           TRY_CAST(s.startTimeUnixNano AS BIGINT) AS start_ns,
+           TRY_CAST(s.endTimeUnixNano AS BIGINT) AS end_ns,
+           coalesce(s.status.code IN ('2', 'STATUS_CODE_ERROR'), false) AS failed,
+           _text(_attr(kv, $SESSION_ID)) AS session_id,
+           _text(_attr(kv, $USER_ID)) AS user_id,
+           _text(_attr(kv, $TASK_ID)) IS NOT NULL AS has_task_id,
+           _attr(kv, $FEEDBACK_TASK_ID) IS NOT NULL AS is_feedback,
+           _attr(kv, $INPUT_VALUE).stringValue AS input,
+           _text(_attr(ev, $SESSION_ID)) AS ended_session,
+           _attr(ev, $SESSION_END_REASON).stringValue AS end_reason
+    FROM picked
 )
-SELECT file,
-       nullif(s.traceId, '') AS trace_id,
-       nullif(s.spanId, '') AS span_id,
-       nullif(s.parentSpanId, '') AS parent_id,
-       TRY_CAST(s.startTimeUnixNano AS BIGINT) AS start_ns,
-       TRY_CAST(s.endTimeUnixNano AS BIGINT) AS end_ns,
-       coalesce(s.status.code IN ('2', 'STATUS_CODE_ERROR'), false) AS failed,
-       _text(_attr(kv, $SESSION_ID)) AS session_id,
-       _text(_attr(kv, $USER_ID)) AS user_id,
-       _text(_attr(kv, $TASK_ID)) AS task_id,
-       _attr(kv, $FEEDBACK_TASK_ID) IS NOT NULL AS is_feedback,
-       _attr(kv, $INPUT_VALUE).stringValue AS input,
-       _text(_attr(ev, $SESSION_ID)) AS ended_session,
-       _attr(ev, $SESSION_END_REASON).stringValue AS end_reason
-FROM picked;
+SELECT * EXCLUDE (has_task_id),
+       has_task_id AND NOT is_feedback AS is_task,
+       trace_id IS NULL OR span_id IS NULL OR start_ns IS NULL OR end_ns IS NULL AS bad
+FROM normal;
 
--- Per file: rows that are no span (not OTLP), spans without ids or times. The engine
--- locates them by line (a slower pass over those files only), then they are dropped.
-CREATE OR REPLACE TEMP TABLE bad_files AS
-SELECT file, count(*) AS bad FROM spans
-WHERE trace_id IS NULL OR span_id IS NULL OR start_ns IS NULL OR end_ns IS NULL
-GROUP BY file;
+-- step: read
+CREATE OR REPLACE TEMP TABLE spans AS SELECT * EXCLUDE (file) FROM otlp_spans($FILES);
 
-DELETE FROM spans WHERE trace_id IS NULL OR span_id IS NULL OR start_ns IS NULL OR end_ns IS NULL;
+-- step: bad_files
+-- Only when `spans` holds bad rows: which files they came from (the engine then names
+-- their lines in a slower pass over those files only).
+SELECT file, count(*) AS bad FROM otlp_spans($FILES) WHERE bad GROUP BY file ORDER BY file;
 
--- Each span of a trace that holds a task span, with the outermost task span above it (or
--- itself): a walk down from the roots (spans whose parent is not in the data count as roots).
-CREATE OR REPLACE TEMP TABLE task_traces AS
-SELECT DISTINCT trace_id FROM spans WHERE task_id IS NOT NULL AND NOT is_feedback;
+-- step: drop_bad
+DELETE FROM spans WHERE bad;
 
+-- step: aggregate
+-- One row per trace: how its turns are found, and its figures as a whole. When the trace's
+-- one root (no parent) is a task span, the whole trace is that turn: every span descends
+-- from the root, also one whose parent is missing from the data.
+CREATE OR REPLACE TEMP TABLE traces AS
+SELECT trace_id,
+       count(*) FILTER (WHERE is_task) AS tasks,
+       count(*) FILTER (WHERE parent_id IS NULL) = 1 AND bool_or(parent_id IS NULL AND is_task) AS task_root,
+       arg_min({'input': input, 'session': session_id, 'span': span_id}, (start_ns, span_id))
+           FILTER (WHERE parent_id IS NULL) AS root,
+       min(start_ns) FILTER (WHERE NOT is_feedback) AS start_ns,
+       max(end_ns) FILTER (WHERE NOT is_feedback) AS end_ns,
+       bool_or(failed) FILTER (WHERE NOT is_feedback) AS failed,
+       arg_min(user_id, (start_ns, span_id)) FILTER (WHERE user_id IS NOT NULL AND NOT is_feedback) AS user_id,
+       arg_min(input, (start_ns, span_id)) FILTER (WHERE input IS NOT NULL AND NOT is_feedback) AS first_input
+FROM spans GROUP BY trace_id;
+
+-- In other traces with task spans, each span gets the outermost task span above it (or
+-- itself): a walk down from the roots (a span whose parent is not in the data is a root).
 CREATE OR REPLACE TEMP TABLE task_spans AS
 WITH RECURSIVE candidates AS (
-    SELECT s.trace_id, s.span_id, s.parent_id, s.task_id IS NOT NULL AND NOT s.is_feedback AS is_task
-    FROM spans s SEMI JOIN task_traces t ON s.trace_id = t.trace_id
+    SELECT s.trace_id, s.span_id, s.parent_id, s.is_task
+    FROM spans s SEMI JOIN traces t ON s.trace_id = t.trace_id AND t.tasks > 0 AND NOT t.task_root
 ), walk(trace_id, span_id, turn_span, depth) AS (
     SELECT c.trace_id, c.span_id, CASE WHEN c.is_task THEN c.span_id END, 0
     FROM candidates c
@@ -77,43 +103,54 @@ WITH RECURSIVE candidates AS (
 SELECT trace_id, span_id, turn_span FROM walk WHERE turn_span IS NOT NULL;
 
 -- Turns: an outermost task span with its descendants; in traces without task spans, the
--- spans of one (trace, session) pair.
+-- spans of one (trace, session) pair. Input: the task span's, else the trace root's, else
+-- the earliest span's that has one.
 CREATE OR REPLACE TEMP TABLE turns AS
-WITH members AS (
-    SELECT s.*, t.trace_id || ':' || t.turn_span AS turn_key, t.turn_span = s.span_id AS is_head
+WITH whole AS (
+    SELECT trace_id, root.span AS turn_span, root.session AS session_id, start_ns, end_ns, failed, user_id,
+           coalesce(root.input, first_input) AS input
+    FROM traces WHERE task_root
+), nested AS (
+    SELECT s.trace_id, t.turn_span,
+           any_value(s.session_id) FILTER (WHERE s.span_id = t.turn_span) AS session_id,
+           min(s.start_ns) AS start_ns, max(s.end_ns) AS end_ns, bool_or(s.failed) AS failed,
+           arg_min(s.user_id, (s.start_ns, s.span_id)) FILTER (WHERE s.user_id IS NOT NULL) AS user_id,
+           any_value(s.input) FILTER (WHERE s.span_id = t.turn_span) AS head_input,
+           arg_min(s.input, (s.start_ns, s.span_id)) FILTER (WHERE s.input IS NOT NULL) AS first_input
     FROM spans s JOIN task_spans t ON s.trace_id = t.trace_id AND s.span_id = t.span_id
     WHERE NOT s.is_feedback
-    UNION ALL
-    SELECT s.*, s.trace_id || '/' || s.session_id AS turn_key, false AS is_head
-    FROM spans s ANTI JOIN task_traces t ON s.trace_id = t.trace_id
+    GROUP BY s.trace_id, t.turn_span
+), untasked AS (
+    SELECT s.trace_id, s.session_id AS turn_span, s.session_id,
+           min(s.start_ns) AS start_ns, max(s.end_ns) AS end_ns, bool_or(s.failed) AS failed,
+           arg_min(s.user_id, (s.start_ns, s.span_id)) FILTER (WHERE s.user_id IS NOT NULL) AS user_id,
+           arg_min(s.input, (s.start_ns, s.span_id)) FILTER (WHERE s.input IS NOT NULL) AS first_input
+    FROM spans s SEMI JOIN traces t ON s.trace_id = t.trace_id AND t.tasks = 0
     WHERE s.session_id IS NOT NULL AND NOT s.is_feedback
-), roots AS (
-    SELECT trace_id, arg_min({'input': input}, (start_ns, span_id)).input AS input
-    FROM spans WHERE parent_id IS NULL GROUP BY trace_id
-), grouped AS (
-    SELECT turn_key, any_value(trace_id) AS trace_id,
-           CASE WHEN bool_or(is_head) THEN any_value(session_id) FILTER (WHERE is_head)
-                ELSE any_value(session_id) END AS session_id,
-           min(start_ns) AS start_ns, max(end_ns) AS end_ns, bool_or(failed) AS failed,
-           arg_min(user_id, (start_ns, span_id)) FILTER (WHERE user_id IS NOT NULL) AS user_id,
-           any_value(input) FILTER (WHERE is_head) AS head_input,
-           arg_min(input, (start_ns, span_id)) FILTER (WHERE input IS NOT NULL) AS first_input
-    FROM members GROUP BY turn_key
+    GROUP BY s.trace_id, s.session_id
+), found AS (
+    SELECT * FROM whole
+    UNION ALL
+    SELECT n.trace_id, n.turn_span, n.session_id, n.start_ns, n.end_ns, n.failed, n.user_id,
+           coalesce(n.head_input, t.root.input, n.first_input)
+    FROM nested n JOIN traces t ON t.trace_id = n.trace_id
+    UNION ALL
+    SELECT u.trace_id, u.turn_span, u.session_id, u.start_ns, u.end_ns, u.failed, u.user_id,
+           coalesce(t.root.input, u.first_input)
+    FROM untasked u JOIN traces t ON t.trace_id = u.trace_id
 )
-SELECT g.turn_key, g.trace_id, g.session_id, g.start_ns, g.end_ns, g.end_ns - g.start_ns AS latency_ns, g.failed,
-       g.user_id, coalesce(g.head_input, r.input, g.first_input) AS input,
+SELECT *, end_ns - start_ns AS latency_ns,
        -- The furthest end of the session's earlier turns: a gap after it splits visits.
-       max(g.end_ns) OVER (PARTITION BY g.session_id ORDER BY g.start_ns, g.turn_key
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-FROM grouped g LEFT JOIN roots r ON r.trace_id = g.trace_id
-WHERE g.session_id IS NOT NULL;
+       max(end_ns) OVER (PARTITION BY session_id ORDER BY start_ns, trace_id, turn_span
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+FROM found WHERE session_id IS NOT NULL;
 
 CREATE OR REPLACE TEMP TABLE islands AS
 SELECT session_id, start_ns, end_ns,
        sum(CASE WHEN prev_end IS NULL OR start_ns > prev_end THEN 1 ELSE 0 END)
-           OVER (PARTITION BY session_id ORDER BY start_ns, turn_key ROWS UNBOUNDED PRECEDING) AS island,
+           OVER (PARTITION BY session_id ORDER BY start_ns, trace_id, turn_span ROWS UNBOUNDED PRECEDING) AS island,
        sum(CASE WHEN prev_end IS NULL OR start_ns - prev_end > $IDLE_NS THEN 1 ELSE 0 END)
-           OVER (PARTITION BY session_id ORDER BY start_ns, turn_key ROWS UNBOUNDED PRECEDING) AS visit
+           OVER (PARTITION BY session_id ORDER BY start_ns, trace_id, turn_span ROWS UNBOUNDED PRECEDING) AS visit
 FROM turns;
 
 CREATE OR REPLACE TEMP TABLE visits AS
@@ -135,7 +172,7 @@ SELECT t.session_id, count(*) AS turns, min(t.start_ns) AS first_start, max(t.en
        arg_min(t.user_id, (t.start_ns, t.trace_id)) FILTER (WHERE t.user_id IS NOT NULL) AS user_id,
        count(DISTINCT t.user_id) AS users,
        sum(t.failed::INTEGER) AS failed_turns,
-       arg_max({'failed': t.failed, 'latency': t.latency_ns, 'input': t.input}, (t.start_ns, t.turn_key)) AS last,
+       arg_max({'failed': t.failed, 'latency': t.latency_ns, 'input': t.input}, (t.start_ns, t.trace_id, t.turn_span)) AS last,
        quantile_cont(t.latency_ns, 0.5) AS median_latency_ns,
        any_value(r.session_id) IS NOT NULL AS recorded_end,
        any_value(r.reason) AS end_reason,
@@ -158,6 +195,7 @@ SELECT s.user_id, count(*) AS sessions, sum(s.turns)::BIGINT AS turns, avg(s.tur
 FROM sessions s JOIN days d ON d.user_id = s.user_id
 GROUP BY s.user_id;
 
+-- step: result
 -- The whole result document, one JSON value.
 SELECT to_json({
     'spans': (SELECT count(*) FROM spans),
