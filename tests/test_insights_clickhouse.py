@@ -48,7 +48,8 @@ def _later_spans() -> list[ReadableSpan]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("later")
-    for start, end, session, text in ((200, 210, " s-pad ", "A"), (300, 305, "s-pad", "  B  ")):
+    # Padded with tabs and newlines too: both engines strip ASCII whitespace, as spanstamp does.
+    for start, end, session, text in ((200, 210, "\ts-pad \n", "A"), (300, 305, "s-pad", "  B  ")):
         # One trace each, no task span: a root without input, its child has one.
         root = tracer.start_span("POST /chat", start_time=_at(2 * DAY + start), attributes={attr.SESSION_ID: session})
         child = tracer.start_span(
@@ -291,6 +292,11 @@ def test_the_command_reads_clickhouse(
     assert main(["--clickhouse", base, "--idle", "30m", "--json"]) == 0
     assert_matches(json.loads(capsys.readouterr().out))
     assert seen[0]["query"]["param_idle_s"] == "1800.0"
+    # --top reaches the query as its parameter.
+    assert main(["--clickhouse", base, "--top", "2", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["users"]["top"]
+    assert [user["user_id"] for user in top] == ["alice", "carol"]
+    assert seen[-1]["query"]["param_top"] == "2"
 
 
 def test_the_command_says_in_one_line_when_clickhouse_cannot_be_reached(capsys: pytest.CaptureFixture[str]) -> None:

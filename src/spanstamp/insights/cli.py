@@ -103,12 +103,12 @@ def _result(args: argparse.Namespace) -> dict[str, Any]:
     from spanstamp.insights.api import analyze
 
     if args.clickhouse is not None:
-        from spanstamp.insights import clickhouse  # type: ignore[attr-defined,unused-ignore]
+        from spanstamp.insights import clickhouse
 
-        result: dict[str, Any] = clickhouse.analyze_clickhouse(args.clickhouse, idle_s=args.idle)
+        result: dict[str, Any] = clickhouse.analyze_clickhouse(args.clickhouse, idle_s=args.idle, top=args.top)
         return result
     if args.phoenix is not None:
-        from spanstamp.insights import phoenix  # type: ignore[attr-defined,unused-ignore]
+        from spanstamp.insights import phoenix
 
         with tempfile.TemporaryDirectory(prefix="spanstamp-phoenix-") as tmp:
             path = phoenix.download(args.phoenix, args.project, Path(tmp) / "spans.jsonl", progress=True)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
 import string
 import tempfile
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -107,9 +105,6 @@ def run_files(paths: list[Path], *, idle_s: float, top: int) -> tuple[dict[str, 
             "temp_directory": str(work / "spill"),
             "preserve_insertion_order": False,
         }
-        threads = _free_cores()
-        if threads is not None:
-            config["threads"] = threads
         con = duckdb.connect(config=config)
         try:
             sources: dict[str, Path] = {}  # what DuckDB reads -> the user's file
@@ -205,34 +200,6 @@ def _readable_name(path: Path, work: Path, number: int) -> str:
     link = work / f"file-{number}.jsonl{'.gz' if name.endswith('.gz') else ''}"
     link.symlink_to(path.resolve())
     return str(link)
-
-
-def _free_cores() -> int | None:
-    # DuckDB's pipelines wait for their slowest thread, so on cores that other processes keep
-    # busy fewer threads finish sooner (1,000,000 spans on 2 busy cores: 9-10 s with one
-    # thread, 12-12.5 s with two; on 2 idle cores 3.1 s with two, 6.2 s with one). How idle
-    # the cores are over 50 ms (Linux's /proc/stat) says how many to use; elsewhere DuckDB
-    # chooses.
-    try:
-        cores = len(os.sched_getaffinity(0))
-        before = _cpu_times()
-        time.sleep(0.05)
-        after = _cpu_times()
-    except (OSError, AttributeError, ValueError, IndexError):
-        return None
-    total = sum(after) - sum(before)
-    idle = (after[3] + after[4]) - (before[3] + before[4])  # idle + iowait
-    if total <= 0:
-        return None
-    machine_cores = os.cpu_count() or cores
-    free = machine_cores * idle / total
-    return max(1, min(cores, round(free)))
-
-
-def _cpu_times() -> list[int]:
-    # The first line of /proc/stat: the machine's jiffies in user, nice, system, idle, iowait, ...
-    with open("/proc/stat", encoding="ascii") as stat:
-        return [int(v) for v in stat.readline().split()[1:]]
 
 
 def _empty(work: Path) -> str:

@@ -8,7 +8,9 @@
 
 -- step: macros
 CREATE OR REPLACE MACRO _attr(kv, k) AS list_filter(kv, lambda a: a.key = k)[1].value;
-CREATE OR REPLACE MACRO _text(v) AS nullif(trim(v.stringValue), '');
+-- Stripped of ASCII whitespace as spanstamp strips ids (and as clickhouse.sql does): a
+-- session id with a trailing tab is the session without it.
+CREATE OR REPLACE MACRO _text(v) AS nullif(trim(v.stringValue, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)), '');
 CREATE OR REPLACE MACRO _iso(ns) AS strftime(make_timestamp(ns // 1000), '%Y-%m-%dT%H:%M:%S.%gZ');
 CREATE OR REPLACE MACRO _stats(x) AS {'mean': avg(x), 'p50': quantile_cont(x, 0.5), 'p90': quantile_cont(x, 0.9)};
 
