@@ -150,6 +150,31 @@ def test_the_ids_fast_path_builds_what_the_general_loop_builds(mode: str, sessio
     assert fast == general
 
 
+def _state(scope: Scope) -> tuple[object, ...]:
+    """Every slot of a scope but its last entry's token (``None`` until entered)."""
+    return (
+        scope._name,
+        tuple(scope._plan),
+        scope._static,
+        tuple(scope._dynamic),
+        scope._from_call,
+        scope._propagate,
+        scope._simple,
+        scope._last,
+    )
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(session_id=_IDS, user_id=_IDS)
+def test_the_ids_fast_path_builds_the_very_scope_object_the_general_loop_builds(session_id: Any, user_id: Any) -> None:
+    # Not only the same Context: the same state, so that entering, re-entering, sharing and
+    # decorating behave alike (the fast path builds the object in place, without __init__).
+    fast = spanstamp.using_attributes(session_id=session_id, user_id=user_id)
+    general = Scope("using_attributes", _ATTRIBUTES_ARGS, (session_id, user_id, *[None] * 5))
+    assert type(fast) is Scope
+    assert _state(fast) == _state(general)
+
+
 # --- Tags: checked once per distinct sequence of texts -----------------------------------
 
 _TAG = st.one_of(

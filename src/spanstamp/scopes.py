@@ -23,7 +23,11 @@ from typing import Final
 from spanstamp.calls import from_arg
 from spanstamp.fields import METADATA, SESSION, TAGS, TEMPLATE, USER, VARIABLES, VERSION, IdValue, MappingValue
 from spanstamp.scope import Scope
-from spanstamp.scope_builders import scope_of, scope_of_ids
+
+# using_attributes lives next to its fast path (scope_builders.py); it is a front all the same.
+from spanstamp.scope_builders import _ATTRIBUTES_ARGS as _ATTRIBUTES_ARGS
+from spanstamp.scope_builders import scope_of
+from spanstamp.scope_builders import using_attributes as using_attributes
 
 # --- The public fronts ---------------------------------------------------------------
 #
@@ -38,15 +42,6 @@ _TEMPLATE_ARGS: Final = (
     (TEMPLATE, "using_prompt_template(template)"),
     (VERSION, "using_prompt_template(version)"),
     (VARIABLES, "using_prompt_template(variables)"),
-)
-_ATTRIBUTES_ARGS: Final = (
-    (SESSION, "using_attributes(session_id)"),
-    (USER, "using_attributes(user_id)"),
-    (METADATA, "using_attributes(metadata)"),
-    (TAGS, "using_attributes(tags)"),
-    (TEMPLATE, "using_attributes(prompt_template)"),
-    (VERSION, "using_attributes(prompt_template_version)"),
-    (VARIABLES, "using_attributes(prompt_template_variables)"),
 )
 
 
@@ -108,47 +103,3 @@ def using_prompt_template(
         ...
     """
     return Scope("using_prompt_template", _TEMPLATE_ARGS, (template, version, variables))
-
-
-def using_attributes(
-    *,
-    session_id: IdValue = None,
-    user_id: IdValue = None,
-    metadata: MappingValue = None,
-    tags: Sequence[str] | from_arg | None = None,
-    prompt_template: str | from_arg | None = None,
-    prompt_template_version: IdValue = None,
-    prompt_template_variables: MappingValue = None,
-    propagate: bool | None = None,
-) -> Scope:
-    """All of the above in one scope; arguments left as ``None`` do nothing.
-
-    ``propagate`` applies to the session and user ids as in ``using_session`` / ``using_user``.
-
-    with using_attributes(session_id=conversation_id, user_id=user_id, tags=["web"]):
-        ...
-    """
-    if (
-        metadata is None
-        and tags is None
-        and prompt_template is None
-        and prompt_template_version is None
-        and prompt_template_variables is None
-        and propagate is None
-    ):
-        # Ids only: the common case, built without the general loop.
-        return scope_of_ids("using_attributes", _ATTRIBUTES_ARGS, session_id, user_id)
-    return Scope(
-        "using_attributes",
-        _ATTRIBUTES_ARGS,
-        (
-            session_id,
-            user_id,
-            metadata,
-            tags,
-            prompt_template,
-            prompt_template_version,
-            prompt_template_variables,
-        ),
-        propagate,
-    )
