@@ -36,8 +36,7 @@ from spanstamp.options import (
     STAMP_LOCAL_ROOT_ENV,
 )
 
-# Read on every span: whether user ids must be hashed as they are read (the general path),
-# and what the inlined value rule needs.
+# Read on every span: whether user ids are hashed as read, what the inlined value rule needs.
 _privacy: Final = privacy._settings
 _rules: Final = rules.settings
 _IDS: Final = attr.ID_ATTRIBUTES
@@ -178,8 +177,7 @@ class SessionSpanProcessor(SpanProcessor):
         # (and only if) the application imports LangChain.
         _langchain_models.watch()
         _hook_langchain()
-        # Nothing to add, keep or track per span: stamp straight from the Context.
-        self._direct = not self._more and self._guarded is None and self._open is None
+        self._direct = not self._more and self._guarded is None and self._open is None  # nothing kept per span
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -375,10 +373,12 @@ class SessionSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Put back evicted ids and hand ``span`` to the downstream processor, if there is one."""
+        if self._direct:  # stamping alone keeps nothing to forget, has no one to hand to
+            return
         if self._open is not None and span.context is not None:
             self._open.pop(span.context.span_id)
         downstream = self._downstream
-        if downstream is None:  # stamping alone has nothing to do at the end
+        if downstream is None:
             return
         final: tuple[str, ...] = ()
         stamped: dict[str, AttributeValue] = {}
