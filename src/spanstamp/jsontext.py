@@ -68,27 +68,23 @@ _encode: Final = json.JSONEncoder(default=str, ensure_ascii=False, allow_nan=Fal
 _quote: Final = json.encoder.encode_basestring
 
 
-def entry_text(key: str, value: Any) -> str:
-    """One entry of a JSON-safe mapping as :func:`dumps` writes it inside the object.
+def entries(data: Mapping[str, Any]) -> dict[str, str]:
+    """Each entry of a JSON-safe mapping, by key, as :func:`dumps` writes it inside the object.
 
-    entry_text("n", 1)  # -> '"n": 1'
+    entries({"n": 1, "t": "pro"})  # -> {"n": '"n": 1', "t": '"t": "pro"'}
     """
     # Even a four-entry dumps builds an encoder per call (~1 µs, measured); a str or an
-    # int, most values, is written directly, in the encoder's own words.
-    kind = type(value)
-    if kind is str:
-        return f"{_quote(key)}: {_quote(value)}"
-    if kind is int:
-        return f"{_quote(key)}: {int.__repr__(value)}"
-    return dumps({key: value})[1:-1]
-
-
-def entries(data: Mapping[str, Any]) -> dict[str, str]:
-    """Each entry of a JSON-safe mapping, by key, as :func:`dumps` writes it.
-
-    join_entries(entries(data).values()) == dumps(data)
-    """
-    return {key: entry_text(key, value) for key, value in data.items()}
+    # int, most values, is written directly here, in the encoder's own words.
+    parts: dict[str, str] = {}
+    for key, value in data.items():
+        kind = type(value)
+        if kind is str:
+            parts[key] = f"{_quote(key)}: {_quote(value)}"
+        elif kind is int:
+            parts[key] = f"{_quote(key)}: {int.__repr__(value)}"
+        else:
+            parts[key] = dumps({key: value})[1:-1]
+    return parts
 
 
 def join_entries(parts: Iterable[str]) -> str:
