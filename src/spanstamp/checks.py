@@ -130,7 +130,8 @@ def check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
 
 
 def _check_mapping(value: object, where: str) -> jsontext.JsonObject | None:
-    if not isinstance(value, Mapping):
+    # type() first: isinstance() against the Mapping ABC is a tenth of checking a small dict.
+    if type(value) is not dict and not isinstance(value, Mapping):
         rules.reject(where, f"expected a mapping with str keys, got {rules.describe(value)}", TypeError)
         return None
     # A dict (or subclass) is read through dict's own methods; any other Mapping has only
