@@ -145,3 +145,25 @@ def clip(value: Any, cap: int = TEXT_CAP) -> str:
             break
         kept.append(char)
     return "".join(kept).rstrip() + _ELLIPSIS
+
+
+#: The columns of a top-users table, in both reports.
+USER_COLUMNS = ["user", "sessions", "turns", "turns/session", "mean duration", "first seen", "last seen", "days"]
+
+
+def user_row(user: dict[str, Any], id_cap: int) -> list[str]:
+    """One entry of ``users.top`` as the cells of a top-users table (``USER_COLUMNS``).
+
+    >>> user_row({"user_id": "ada", "sessions": 2, "turns": 5}, 32)[:3]
+    ['ada', '2', '5']
+    """
+    return [
+        clip(user.get("user_id"), id_cap),
+        count(user.get("sessions")),
+        count(user.get("turns")),
+        number(user.get("mean_turns_per_session")),
+        duration(user.get("mean_session_duration_s")),
+        timestamp(user.get("first_seen")),
+        timestamp(user.get("last_seen")),
+        count(user.get("active_days")),
+    ]

@@ -179,20 +179,8 @@ def _users(users: dict[str, Any]) -> str:
     ]
     svg = rows("chart-top-users", "Top users by turns", "Turns of each of the most active users.", bars)
     listing = table(
-        ["user", "sessions", "turns", "turns/session", "mean duration", "first seen", "last seen", "days"],
-        [
-            [
-                fmt.clip(u.get("user_id"), 40),
-                fmt.count(u.get("sessions")),
-                fmt.count(u.get("turns")),
-                fmt.number(u.get("mean_turns_per_session")),
-                fmt.duration(u.get("mean_session_duration_s")),
-                fmt.timestamp(u.get("first_seen")),
-                fmt.timestamp(u.get("last_seen")),
-                fmt.count(u.get("active_days")),
-            ]
-            for u in top
-        ],
+        fmt.USER_COLUMNS,
+        [fmt.user_row(u, 40) for u in top],
         text_columns=(0,),
     )
     intro = (

@@ -124,20 +124,8 @@ def _users(users: dict[str, Any]) -> str:
     head = _heading(f"Top users (by turns; {len(top)} of {fmt.count(users.get('count', 0))})")
     if not top:
         return f"{head}\n  no users"
-    rows = [
-        [
-            fmt.clip(user.get("user_id"), 32),
-            fmt.count(user.get("sessions")),
-            fmt.count(user.get("turns")),
-            fmt.number(user.get("mean_turns_per_session")),
-            fmt.duration(user.get("mean_session_duration_s")),
-            fmt.timestamp(user.get("first_seen")),
-            fmt.timestamp(user.get("last_seen")),
-            fmt.count(user.get("active_days")),
-        ]
-        for user in top
-    ]
-    headers = ["user", "sessions", "turns", "turns/session", "mean duration", "first seen", "last seen", "days"]
+    rows = [fmt.user_row(user, 32) for user in top]
+    headers = fmt.USER_COLUMNS
     return "\n".join([head, *_table(headers, rows)])
 
 
