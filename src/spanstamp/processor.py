@@ -8,7 +8,6 @@ OpenInference, OpenTelemetry's own instrumentors)::
 
 from __future__ import annotations
 
-import sys
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Final
@@ -47,14 +46,12 @@ _TEMPLATE: Final = attr.PROMPT_TEMPLATE
 # them: the oldest entries are forgotten first (docs/limits-more.md).
 _MAX_OPEN_BYTES: Final = 16 * 1024 * 1024
 _MAX_GUARDED_BYTES: Final = 16 * 1024 * 1024
-# The loaded modules: LangChain's run config is read only once the app imported it.
-_MODULES: Final = sys.modules
 _LANGCHAIN: Final = _langchain.CONFIG_MODULE
 _EMPTY: Final = Context()
 # Whether LangChain's run config module was imported, set by a post-import hook (wrapt's, as
-# for the models in integrations/langchain_models.py) that the first processor registers: a
-# span start tests this global, not sys.modules (~240 instructions, a fifth of what a span
-# with nothing to stamp costs the processor).
+# for the models in integrations/langchain_models.py) that the first processor registers:
+# span start and end test this global, not sys.modules (~240 instructions, a fifth of what a
+# span with nothing to stamp costs the processor).
 _langchain_imported = False
 _langchain_hooked = False
 
@@ -261,7 +258,7 @@ class SessionSpanProcessor(SpanProcessor):
                 write(span, found.items())
                 if self._guarded is not None:
                     self._guard(span, found, final)
-                    if _LANGCHAIN in _MODULES:
+                    if _langchain_imported:
                         _langchain.note_run(self._runs, span, found)
             if self._open is not None:
                 self._track(span)
@@ -396,7 +393,7 @@ class SessionSpanProcessor(SpanProcessor):
                         span = restore(span, found, final)
             except Exception:
                 self._report_failure()
-        if _LANGCHAIN in _MODULES and (self._runs or _langchain.is_run_span(span)):
+        if _langchain_imported and (self._runs or _langchain.is_run_span(span)):
             span, added = self._end_run_span(span, final)
             stamped = {**stamped, **added}
         if _privacy.hash_user_ids:
