@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from spanstamp import SessionSpanProcessor, using_attributes
+from spanstamp import SessionSpanProcessor, _attribute_writes, using_attributes
+from spanstamp._attribute_writes import restore_ending
+from spanstamp._spans import restore
 from spanstamp.attributes import SESSION_ID, TAG_TAGS, USER_ID
 
 LIMIT = 16
+# SDK 1.27 and later call a processor's _on_ending as a span ends: the ids go back in place.
+ENDING_HOOK = hasattr(SpanProcessor, "_on_ending")
 # Past the limit, with tuple values among them: a value cleaned again would be a new tuple.
 FLOOD: list[tuple[str, Any]] = [
     (f"llm.input_messages.{n}.message.content", ("part", str(n)) if n % 3 == 0 else f"message {n}") for n in range(40)
@@ -120,15 +127,83 @@ def test_a_span_with_nothing_evicted_is_exported_as_it_ended(fill_traces: bool) 
     assert stamped.dropped_attributes == 0
 
 
-def test_an_overwritten_id_is_put_back_newest_and_only_that_one_copied() -> None:
+def test_an_overwritten_id_is_put_back_newest_and_only_that_one() -> None:
     pipeline = Pipeline(fill_traces=False)
     with using_attributes(session_id="s-1", user_id="u-1"):
         with pipeline.tracer.start_as_current_span("llm") as span:
             span.set_attribute("http.route", "/chat")
             span.set_attribute(SESSION_ID, "from-the-instrumentor")  # a scope's id wins (docs/scopes.md)
     exported = pipeline.exported("llm")
-    assert exported is not pipeline.ended.spans["llm"]
+    if ENDING_HOOK:
+        # Put back in the span itself as it ended: every processor sees it, nothing is copied.
+        assert exported is pipeline.ended.spans["llm"]
+        assert dict(span.attributes or {}) == dict(exported.attributes or {})
+    else:
+        assert exported is not pipeline.ended.spans["llm"]  # on a copy, at on_end
     assert dict(exported.attributes or {}) == {USER_ID: "u-1", "http.route": "/chat", SESSION_ID: "s-1"}
     assert list(exported.attributes or {})[-1] == SESSION_ID
     assert exported.dropped_attributes == 0
     assert (exported.context, exported.start_time, exported.end_time) == (span.context, span.start_time, span.end_time)
+
+
+class _Recorded(SpanProcessor):
+    """Keeps the SDK's span objects and what on_end got, by name."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, Span] = {}
+        self.ended: dict[str, ReadableSpan] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.live[span.name] = span
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended[span.name] = span
+
+
+_VALUES = st.one_of(st.text(max_size=12), st.lists(st.text(max_size=4), max_size=3), st.integers(), st.booleans())
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(
+    limit=st.one_of(st.none(), st.integers(0, 12)),
+    length=st.one_of(st.none(), st.integers(0, 8)),
+    stamped=st.dictionaries(st.sampled_from([SESSION_ID, USER_ID, "metadata", TAG_TAGS]), _VALUES, max_size=4),
+    flood=st.integers(0, 16),
+    overwrite=st.sets(st.sampled_from([SESSION_ID, USER_ID])),
+    final=st.sets(st.sampled_from([SESSION_ID, USER_ID])),
+)
+def test_restoring_in_place_as_the_span_ends_gives_what_the_copy_gives(
+    limit: int | None, length: int | None, stamped: dict[str, Any], flood: int, overwrite: set[str], final: set[str]
+) -> None:
+    # Two identical spans, ended: one restored on a copy (restore(), on what on_end got),
+    # the other in place (restore_ending(), as _on_ending does). Same attributes, same
+    # order, same dropped count, under every limit.
+    recorded = _Recorded()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=limit, max_span_attribute_length=length))
+    provider.add_span_processor(recorded)
+    tracer = provider.get_tracer("t")
+    for name in ("copied", "in place"):
+        span = tracer.start_span(name)
+        for key, value in [*stamped.items(), *FLOOD[:flood], *((key, "overwritten") for key in sorted(overwrite))]:
+            span.set_attribute(key, value)
+        span.end()
+    found = {key: value for key, value in stamped.items()}
+    finals = tuple(sorted(final))
+    copied = restore(recorded.ended["copied"], found, finals)
+    live = recorded.live["in place"]
+    assert restore_ending(live, found, finals) is _attribute_writes._KNOWN_INTERNALS
+    if not _attribute_writes._KNOWN_INTERNALS:
+        return
+    assert list((live.attributes or {}).items()) == list((copied.attributes or {}).items())
+    assert live.dropped_attributes == copied.dropped_attributes
+    # What on_end got shares the span's attributes: it shows the restored values too.
+    assert dict(recorded.ended["in place"].attributes or {}) == dict(live.attributes or {})
+
+
+def test_a_span_of_another_class_is_left_to_the_copy() -> None:
+    recorded = _Recorded()
+    provider = TracerProvider()
+    provider.add_span_processor(recorded)
+    span = provider.get_tracer("t").start_span("x")
+    span.end()
+    assert restore_ending(cast(Span, recorded.ended["x"]), {SESSION_ID: "s-1"}, ()) is False

@@ -49,23 +49,16 @@ def copy_with(
         maxlen, max_value_len, dropped = current.maxlen, current.max_value_len, current.dropped
     else:
         maxlen, max_value_len, dropped = None, None, 0
-    added = _clean(added, max_value_len)
+    added = clean(added, max_value_len)
     # The span's own values were cleaned when they were set: they are copied as they are.
     # Cleaning an evicting span's 128 again, one by one, was most of what a restore cost
     # (benchmarks/, the pipeline_200 case). dict.copy() clones the table at once even
     # where evictions left holes in it; dict(own) then inserts key by key (8x the work).
     own = attributes_of(span)
     merged = own.copy() if type(own) is dict else dict(own)
-    for key in (*removed, *added):
+    for key in removed:
         merged.pop(key, None)
-    overflow = 0 if maxlen is None else max(0, len(merged) + len(added) - maxlen)
-    if overflow:
-        # The oldest make room, as the SDK would have them; the added go last, the newest,
-        # so that a later copy (trace filling) evicts them last.
-        for key in list(islice(merged, overflow)):
-            del merged[key]
-    merged.update(added)
-    dropped += overflow - evicted
+    dropped += add_last(merged, added, maxlen) - evicted
     # Without drops a plain dict will do: ReadableSpan shows it read-only, with no drops.
     attributes: Mapping[str, AttributeValue] = _bounded(maxlen, max_value_len, merged, dropped) if dropped else merged
     if type(span) is ReadableSpan:
@@ -94,7 +87,26 @@ def copy_with(
     )
 
 
-def _clean(values: Mapping[str, AttributeValue], max_value_len: int | None) -> dict[str, AttributeValue]:
+def add_last(store: dict[str, AttributeValue], added: Mapping[str, AttributeValue], maxlen: int | None) -> int:
+    """Put ``added`` (clean values) into ``store`` as the newest attributes, within ``maxlen``.
+
+    A key ``store`` has already moves to the end with the added value; the oldest others
+    make room, as the SDK would evict them. Returns how many were evicted for that::
+
+        add_last(store, {"session.id": "s-1"}, 128)  # -> 1 when store held 128 others
+    """
+    for key in added:
+        store.pop(key, None)
+    overflow = 0 if maxlen is None else max(0, len(store) + len(added) - maxlen)
+    if overflow:
+        # The added go last, the newest, so that a later copy (trace filling) evicts them last.
+        for key in list(islice(store, overflow)):
+            del store[key]
+    store.update(added)
+    return overflow
+
+
+def clean(values: Mapping[str, AttributeValue], max_value_len: int | None) -> dict[str, AttributeValue]:
     """``values`` as ``set_attribute`` would store them (a list becomes a tuple, a long str is cut)."""
     for value in values.values():
         kind = type(value)
@@ -145,12 +157,23 @@ def restore(
     """
     if not isinstance(getattr(span, "_attributes", None), BoundedAttributes):
         return span
-    current = attributes_of(span)
+    missing, back = lacking(attributes_of(span), found, final)
+    if not missing:
+        return span
+    return copy_with(span, missing, evicted=back if evicted else 0)
+
+
+def lacking(
+    current: Mapping[str, AttributeValue], found: dict[str, AttributeValue], final: tuple[str, ...]
+) -> tuple[dict[str, AttributeValue], int]:
+    """What of ``found`` a span with attributes ``current`` lacks, and how many of those it lacks entirely.
+
+    A ``final`` key it holds with another value counts as lacking too (it was overwritten,
+    so it was never counted as dropped)::
+
+        lacking({"user.id": "u-1"}, {"session.id": "s-1", "user.id": "u-1"}, ())  # -> ({"session.id": "s-1"}, 1)
+    """
     missing = {
         key: value for key, value in found.items() if key not in current or (key in final and current[key] != value)
     }
-    if not missing:
-        return span
-    # Only evicted keys came back; an overwritten or new one was never counted as dropped.
-    back = sum(1 for key in missing if key not in current) if evicted else 0
-    return copy_with(span, missing, evicted=back)
+    return missing, sum(1 for key in missing if key not in current)

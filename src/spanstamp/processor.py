@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 import wrapt
 from opentelemetry.context import Context
@@ -20,7 +20,7 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import options, privacy, repairs, rules, tracefill
-from spanstamp._attribute_writes import write, write_plain
+from spanstamp._attribute_writes import restore_ending, write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
 from spanstamp._spans import overwritten, restore
@@ -75,6 +75,10 @@ _SPAN_KEY: Final = next(iter(set_span_in_context(INVALID_SPAN, Context())))
 # the id length limit in force then, and the values read from it (all plain str).
 _Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue]]
 _NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {})
+# What is kept per stamped span until it ends, when a downstream processor exports it: the
+# stamped values, the ids among them a scope set (final), and whether the values were put
+# back in place as the span ended (a list: _on_ending marks it).
+_Stamped = list[Any]
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -140,10 +144,7 @@ class SessionSpanProcessor(SpanProcessor):
         if self._conversation:
             filled.append(attr.GEN_AI_CONVERSATION_ID)
         self._downstream = tracefill.wrap(downstream, fill_traces, filled)
-        # Per stamped span: the stamped values, and the ids among them a scope set (final).
-        self._guarded: OpenSpans[tuple[dict[str, AttributeValue], tuple[str, ...]]] | None = (
-            OpenSpans(_MAX_GUARDED_BYTES) if downstream is not None else None
-        )
+        self._guarded: OpenSpans[_Stamped] | None = OpenSpans(_MAX_GUARDED_BYTES) if downstream is not None else None
         # LangChain run spans, by span id, and the ids their body's spans got from the run.
         self._runs: dict[int, dict[str, AttributeValue]] = {}
         self._failed = False
@@ -319,7 +320,7 @@ class SessionSpanProcessor(SpanProcessor):
     def _guard(self, span: Span, found: dict[str, AttributeValue], final: tuple[str, ...]) -> None:
         guarded = self._guarded
         assert guarded is not None
-        guarded.add(span, (found, final), size_of(found))
+        guarded.add(span, [found, final, False], size_of(found))
 
     def _track(self, span: Span) -> None:
         spans = self._open
@@ -365,6 +366,16 @@ class SessionSpanProcessor(SpanProcessor):
         self._stamp_open(get_current_span(), with_root=True)
 
     def _on_ending(self, span: Span) -> None:
+        # The SDK (1.27 and later) calls this as the span ends, before any on_end: the
+        # stamped values the count limit evicted go back into the span itself, so no
+        # copy of it is needed at on_end (_attribute_writes.restore_ending).
+        if self._guarded is not None:
+            try:
+                entry = self._guarded.get(span.context.span_id)
+                if entry is not None and (span.dropped_attributes or entry[1]):
+                    entry[2] = restore_ending(span, entry[0], entry[1])
+            except Exception:
+                self._report_failure()
         if self._downstream is not None:
             self._downstream._on_ending(span)
 
@@ -384,12 +395,13 @@ class SessionSpanProcessor(SpanProcessor):
                 context = span.context
                 entry = self._guarded.pop(context.span_id) if context is not None else None
                 if entry is not None:
-                    found, final = entry
+                    found, final, restored = entry
                     stamped = found
                     # A scope's id wins over one written later: OpenInference's LangChain
                     # tracer writes the run metadata's session at span end, which would
-                    # split one run's spans between two sessions.
-                    if span.dropped_attributes or (final and overwritten(span, found, final)):
+                    # split one run's spans between two sessions. Restored as the span
+                    # ended (_on_ending), or here on a copy (SDKs before 1.27, other spans).
+                    if not restored and (span.dropped_attributes or (final and overwritten(span, found, final))):
                         span = restore(span, found, final)
             except Exception:
                 self._report_failure()
