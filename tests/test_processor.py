@@ -213,11 +213,25 @@ def test_values_another_library_wrote_are_checked_on_every_span_they_differ() ->
     assert tracing.attrs("fine") == {"session.id": "fine"}
 
 
-def test_the_values_kept_from_the_last_context_are_its_values_under_the_rules_in_force() -> None:
+class _Exporting(Tracing):
+    """A provider whose SessionSpanProcessor exports through downstream=, as configure() builds it."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.processor = SessionSpanProcessor(downstream=SimpleSpanProcessor(self.exporter))
+        self.provider.add_span_processor(self.processor)
+        self.tracer = self.provider.get_tracer("tests")
+
+
+@pytest.mark.parametrize("tracing_class", [Tracing, _Exporting], ids=["stamping only", "with downstream"])
+def test_the_values_kept_from_the_last_context_are_its_values_under_the_rules_in_force(
+    tracing_class: type[Tracing],
+) -> None:
     """on_start keeps what it read from a Context for the next span started in it: pinned to collect()."""
     from spanstamp import configure_rules
 
-    tracing = Tracing()
+    tracing = tracing_class()
     tags = ["a"]  # a list another library left: it can change, so it is read again every span
     token = attach(Context({"session.id": "session-0123", "user.id": "u-1", "tag.tags": tags}))
     try:

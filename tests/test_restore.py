@@ -26,7 +26,7 @@ from spanstamp._spans import restore
 from spanstamp.attributes import SESSION_ID, TAG_TAGS, USER_ID
 
 LIMIT = 16
-# SDK 1.27 and later call a processor's _on_ending as a span ends: the ids go back in place.
+# SDK 1.40 and later call a processor's _on_ending as a span ends: the ids go back in place.
 ENDING_HOOK = hasattr(SpanProcessor, "_on_ending")
 # Past the limit, with tuple values among them: a value cleaned again would be a new tuple.
 FLOOD: list[tuple[str, Any]] = [

@@ -72,9 +72,10 @@ def _hook_langchain() -> None:
 # span alone, holds.
 _SPAN_KEY: Final = next(iter(set_span_in_context(INVALID_SPAN, Context())))
 # What on_start keeps of the last Context it stamped from: (a weak reference to) the Context,
-# the id length limit in force then, and the values read from it (all plain str).
-_Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue]]
-_NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {})
+# the id length limit in force then, the values read from it (all plain str), the ids among
+# them (final: a scope set them) and their size for the guarded table.
+_Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue], tuple[str, ...], int]
+_NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {}, (), 0)
 # What is kept per stamped span until it ends, when a downstream processor exports it: the
 # stamped values, the ids among them a scope set (final), and whether the values were put
 # back in place as the span ended (a list: _on_ending marks it).
@@ -231,7 +232,7 @@ class SessionSpanProcessor(SpanProcessor):
                 # isdisjoint() does (~700 instructions; it builds an iterator).
                 if not current or (len(current) == 1 and _SPAN_KEY in current):
                     return
-                seen, max_id_length, values = self._seen
+                seen, max_id_length, values, _, _ = self._seen
                 if seen() is current and max_id_length == _rules.max_id_length and not _privacy.hash_user_ids:
                     # The Context the span before was stamped from (siblings under one
                     # parent): its values were read and checked then, and a Context never
@@ -245,20 +246,35 @@ class SessionSpanProcessor(SpanProcessor):
                     self._stamp_from(span, current)
                     return  # this mode has no downstream to call
             watch = self._watch
-            # The common case, no scope anywhere, must cost next to nothing.
-            if watch.isdisjoint(current) and (parent_context is None or watch.isdisjoint(parent_context)):
-                found = None
+            size = 0
+            if (
+                run is None
+                and parent_context is None
+                and not self._more
+                and not _privacy.hash_user_ids
+                and self._seen[0]() is current
+                and self._seen[1] == _rules.max_id_length
+            ):
+                # configure()'s pipeline, siblings under one parent: what collect() gave
+                # for this Context, kept by the read below (~12,000 instructions a span).
+                _, _, found, final, size = self._seen
             else:
-                found = collect(self._key_set, parent_context, current)
-            # Taken before the options add baggage ids: only a scope's ids are final.
-            final = _langchain.scoped_ids(found, run) if found and self._guarded is not None else ()
-            if self._more:
-                found = self._options(found, parent_context, current)
+                # The common case, no scope anywhere, must cost next to nothing.
+                if watch.isdisjoint(current) and (parent_context is None or watch.isdisjoint(parent_context)):
+                    found = None
+                else:
+                    found = collect(self._key_set, parent_context, current)
+                # Taken before the options add baggage ids: only a scope's ids are final.
+                final = _langchain.scoped_ids(found, run) if found and self._guarded is not None else ()
+                if self._more:
+                    found = self._options(found, parent_context, current)
+                elif found and run is None and parent_context is None and not _privacy.hash_user_ids:
+                    self._keep_read(current, found, final)
             if found:
                 # What one set_attribute per key would store, at a fraction of its cost.
                 write(span, found.items())
                 if self._guarded is not None:
-                    self._guard(span, found, final)
+                    self._guarded.add(span, [found, final, False], size or size_of(found))
                     if _langchain_imported:
                         _langchain.note_run(self._runs, span, found)
             if self._open is not None:
@@ -303,7 +319,7 @@ class SessionSpanProcessor(SpanProcessor):
         # All at once, as set_attribute would store them (_attribute_writes.py).
         if plain:
             if not named and type(current) is Context:
-                self._seen = (weakref.ref(current), max_id_length, found)
+                self._seen = (weakref.ref(current), max_id_length, found, (), 0)
             write_plain(span, found)
         else:
             write(span, found.items())
@@ -317,10 +333,12 @@ class SessionSpanProcessor(SpanProcessor):
             if key in attr.FROM_METADATA.values() and stampable(key, current.get(key)) is None:
                 span.set_attribute(key, value)
 
-    def _guard(self, span: Span, found: dict[str, AttributeValue], final: tuple[str, ...]) -> None:
-        guarded = self._guarded
-        assert guarded is not None
-        guarded.add(span, [found, final, False], size_of(found))
+    def _keep_read(self, current: Context, found: dict[str, AttributeValue], final: tuple[str, ...]) -> None:
+        # What collect() read from a Context, for the next span started in it: sound while
+        # every value is a plain str (nothing in them can change) and the Context is the
+        # SDK's own (immutable by contract). Never modified: entries share it.
+        if type(current) is Context and all(type(value) is str for value in found.values()):
+            self._seen = (weakref.ref(current), _rules.max_id_length, found, final, size_of(found))
 
     def _track(self, span: Span) -> None:
         spans = self._open
@@ -366,7 +384,7 @@ class SessionSpanProcessor(SpanProcessor):
         self._stamp_open(get_current_span(), with_root=True)
 
     def _on_ending(self, span: Span) -> None:
-        # The SDK (1.27 and later) calls this as the span ends, before any on_end: the
+        # The SDK (1.40 and later) calls this as the span ends, before any on_end: the
         # stamped values the count limit evicted go back into the span itself, so no
         # copy of it is needed at on_end (_attribute_writes.restore_ending).
         if self._guarded is not None:
@@ -400,7 +418,7 @@ class SessionSpanProcessor(SpanProcessor):
                     # A scope's id wins over one written later: OpenInference's LangChain
                     # tracer writes the run metadata's session at span end, which would
                     # split one run's spans between two sessions. Restored as the span
-                    # ended (_on_ending), or here on a copy (SDKs before 1.27, other spans).
+                    # ended (_on_ending), or here on a copy (SDKs before 1.40, other spans).
                     if not restored and (span.dropped_attributes or (final and overwritten(span, found, final))):
                         span = restore(span, found, final)
             except Exception:
