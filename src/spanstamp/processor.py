@@ -24,10 +24,12 @@ from spanstamp._attribute_writes import restore_ending, write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
 from spanstamp._spans import overwritten, restore
-from spanstamp.context import collect, stampable
+from spanstamp.context import collect
+from spanstamp.context_read import named_ids, read_plain
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
 from spanstamp.integrations import langchain_models as _langchain_models
+from spanstamp.open_stamping import Roots, open_root, stamp_missing, track
 from spanstamp.options import (
     ATTRIBUTES_ENV,
     GEN_AI_CONVERSATION_ID_ENV,
@@ -38,8 +40,6 @@ from spanstamp.options import (
 # Read on every span: whether user ids are hashed as read, what the inlined value rule needs.
 _privacy: Final = privacy._settings
 _rules: Final = rules.settings
-_IDS: Final = attr.ID_ATTRIBUTES
-_TEMPLATE: Final = attr.PROMPT_TEMPLATE
 
 # What is kept per open span (its local root, the values to restore) is held only while
 # the span lives, and within these budgets for spans the app keeps alive without ending
@@ -162,9 +162,7 @@ class SessionSpanProcessor(SpanProcessor):
         # Open spans this processor started, by span id, with (a weak reference to) their
         # local root span: for stamping a span after it started (scope entry, an OpenAI
         # request's user).
-        self._open: OpenSpans[weakref.ref[Span]] | None = (
-            OpenSpans(_MAX_OPEN_BYTES) if (stamp_local_root or openai_user_ids) else None
-        )
+        self._open: Roots | None = OpenSpans(_MAX_OPEN_BYTES) if (stamp_local_root or openai_user_ids) else None
         self._stamp_local_root = bool(stamp_local_root)
         if stamp_local_root:
             add_entered_hook(self._on_scope_entered)
@@ -278,44 +276,18 @@ class SessionSpanProcessor(SpanProcessor):
                     if _langchain_imported:
                         _langchain.note_run(self._runs, span, found)
             if self._open is not None:
-                self._track(span)
+                track(self._open, span)
         except Exception:
             self._report_failure()
         if self._downstream is not None:
             self._downstream.on_start(span, parent_context=parent_context)
 
     def _stamp_from(self, span: Span, current: Context) -> None:
-        # Each value as collect(keys, None, current) would take it and in its order. When
-        # all were plain str, which cannot change (what else another library left might),
-        # they are kept with (a weak reference to) the Context, for the next span started
-        # in it.
-        watch = self._watch
-        keys = self._key_set
+        # What collect(keys, None, current) would take, read quickly (context_read.py).
+        # When all were plain str, they are kept with (a weak reference to) the Context,
+        # for the next span started in it.
         max_id_length = _rules.max_id_length
-        named = False
-        plain = True
-        found: dict[str, AttributeValue] = {}
-        for key in current:  # keys only: most are not ours, and need no value
-            if key in watch:
-                if key not in keys:  # an id a scope's metadata names
-                    named = True
-                    continue
-                value = current[key]
-                # stampable()'s first branch, inlined (a call per value cost ~80 ns): an
-                # exact ASCII str the scopes wrote, still clean. tests/test_processor.py
-                # pins this path to collect().
-                if not (
-                    type(value) is str
-                    and value
-                    and value.isascii()
-                    and (key not in _IDS or (len(value) <= max_id_length and value.strip() is value))
-                    and (key != _TEMPLATE or not value.isspace())
-                ):
-                    plain = False
-                    value = stampable(key, value)
-                    if value is None:
-                        continue
-                found[key] = value
+        found, plain, named = read_plain(current, self._watch, self._key_set, max_id_length)
         # All at once, as set_attribute would store them (_attribute_writes.py).
         if plain:
             if not named and type(current) is Context:
@@ -324,13 +296,7 @@ class SessionSpanProcessor(SpanProcessor):
         else:
             write(span, found.items())
         if named:
-            self._stamp_named(span, current)
-
-    def _stamp_named(self, span: Span, current: Context) -> None:
-        # Ids a scope's metadata names come last and only where no scope set the key,
-        # exactly as collect() orders them: whatever the loop above left out.
-        for key, value in collect(self._key_set, None, current).items():
-            if key in attr.FROM_METADATA.values() and stampable(key, current.get(key)) is None:
+            for key, value in named_ids(self._key_set, current).items():
                 span.set_attribute(key, value)
 
     def _keep_read(self, current: Context, found: dict[str, AttributeValue], final: tuple[str, ...]) -> None:
@@ -339,16 +305,6 @@ class SessionSpanProcessor(SpanProcessor):
         # SDK's own (immutable by contract). Never modified: entries share it.
         if type(current) is Context and all(type(value) is str for value in found.values()):
             self._seen = (weakref.ref(current), _rules.max_id_length, found, final, size_of(found))
-
-    def _track(self, span: Span) -> None:
-        spans = self._open
-        assert spans is not None
-        parent = span.parent
-        # Below a parent this processor never saw start (another provider's), the span
-        # is the root of what this processor can stamp.
-        root = None if parent is None or parent.is_remote else spans.get(parent.span_id)
-        # The root is held weakly too: a child kept alive does not keep its root alive.
-        spans.add(span, weakref.ref(span) if root is None else root, 0)
 
     def _stamp_open(self, span: object, *, with_root: bool = False) -> bool:
         """Stamp an open span this processor started with the values in force now.
@@ -359,23 +315,19 @@ class SessionSpanProcessor(SpanProcessor):
             processor._stamp_open(trace.get_current_span())
         """
         spans = self._open
-        if spans is None or not isinstance(span, Span) or not span.is_recording():
+        if spans is None:
             return False
         try:
-            root_ref = spans.get(span.context.span_id)
-            if root_ref is None:
+            pair = open_root(spans, span)
+            if pair is None:
                 return False
-            root = root_ref() or span  # a root no longer referenced: the span alone
             current = get_current()
             found: dict[str, AttributeValue] | None = collect(self._key_set, None, current)
             if self._more:
                 found = self._options(found, None, current)
             if found:
-                for target in (span, root) if with_root and root is not span else (span,):
-                    present = target.attributes or {}
-                    missing = {key: value for key, value in found.items() if key not in present}
-                    if missing:
-                        target.set_attributes(missing)
+                opened, root = pair
+                stamp_missing((opened, root) if with_root and root is not opened else (opened,), found)
         except Exception:
             self._report_failure()
         return True
