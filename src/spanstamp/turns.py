@@ -8,7 +8,8 @@ their mime types) and the task id; session, user, metadata and tags are a
         t.set_output(answer)
     feedback(t.id, score=1)
 
-It is also a decorator (functions, coroutines, generators, async generators)::
+It is also a decorator (functions, coroutines, generators, async generators; how each
+call runs as a turn is in :mod:`spanstamp.task_calls`)::
 
     @task(input=from_arg("question"))
     async def answer(question: str) -> str: ...
@@ -16,10 +17,8 @@ It is also a decorator (functions, coroutines, generators, async generators)::
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Final, TypeVar, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -28,10 +27,11 @@ from opentelemetry.trace import Span
 from spanstamp import attributes as attr
 from spanstamp import checks, rules, task_ids
 from spanstamp._runtime import attach, detach, get_current
-from spanstamp.calls import ScopedFunction, arg_reader, create_in, from_arg, scoped_async_generator, scoped_generator
+from spanstamp.calls import from_arg
 from spanstamp.fields import METADATA, SESSION, TAGS, USER, IdValue, MappingValue
 from spanstamp.scope import Scope
-from spanstamp.task_run import Chunks, TaskRun, Values
+from spanstamp.task_calls import decorate
+from spanstamp.task_run import TaskRun, Values
 from spanstamp.turn_values import check_kind, check_name, io_value, json_text, special_metadata
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,154 +147,7 @@ class Task:
 
     def __call__(self, func: F) -> F:
         """Run every call of ``func`` as a task; its return value (or str chunks) is the output."""
-        if isinstance(func, (classmethod, staticmethod)):
-            return cast(F, type(func)(self(func.__func__)))
-        values_for = self._values_reader(func)
-        if inspect.isasyncgenfunction(func):
-
-            def async_gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return self._async_generator(wrapped, args, kwargs, values_for(instance, args, kwargs))
-
-            inner = ScopedFunction(func, async_gen_wrapper)
-        elif inspect.isgeneratorfunction(func):
-
-            def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return self._generator(wrapped, args, kwargs, values_for(instance, args, kwargs))
-
-            inner = ScopedFunction(func, gen_wrapper)
-        elif inspect.iscoroutinefunction(func):
-
-            def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                values = values_for(instance, args, kwargs)
-
-                async def run() -> Any:
-                    return await self._coroutine(wrapped, args, kwargs, values)
-
-                return run()
-
-            inner = ScopedFunction(func, async_wrapper)
-        else:
-
-            def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return self._call(wrapped, args, kwargs, values_for(instance, args, kwargs))
-
-            inner = ScopedFunction(func, wrapper)
-        # The scope outside the span: the span starts inside it, and is stamped with it.
-        return cast(F, self._scope(inner))
-
-    def _values_reader(self, func: Callable[..., Any]) -> Callable[[Any, Any, Any], Values]:
-        constants = self._constants()
-        if not self._from_call:
-            return lambda instance, args, kwargs: constants
-        fields = (
-            ("input", self._input, io_value),
-            ("raw_input", self._raw_input, json_text),
-            ("task_id", self._task_id, checks.check_id),
-        )
-        readers = [
-            (where, arg_reader(spec, func, where), check)
-            for name, spec, check in fields
-            if type(spec) is from_arg
-            for where in (f"task({name})",)
-        ]
-
-        def read(instance: Any, args: Any, kwargs: Any) -> Values:
-            found: dict[str, Any] = {}
-            for where, reader, check in readers:
-                if reader is not None:
-                    found[where] = reader.take(instance, args, kwargs, where, check)
-            return Values(
-                found.get("task(input)", constants.input),
-                found.get("task(raw_input)", constants.raw_input),
-                found.get("task(task_id)", constants.task_id),
-            )
-
-        return read
-
-    @contextmanager
-    def _running(self, values: Values) -> Iterator[TaskRun]:
-        # One call of a decorated function: its span current while the body runs, ended
-        # (as an error, with the exception recorded, if the body raised) when it returns.
-        run = self._start(values)
-        token = attach(trace.set_span_in_context(run.span, get_current()))
-        error: BaseException | None = None
-        try:
-            yield run
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            detach(token)
-            run._end(error)
-
-    def _call(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
-        with self._running(values) as run:
-            result = wrapped(*args, **kwargs)
-            run.set_output(result)
-            return result
-
-    async def _coroutine(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
-        with self._running(values) as run:
-            result = await wrapped(*args, **kwargs)
-            run.set_output(result)
-            return result
-
-    def _generator(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
-        # A generator itself: the span starts at the first step and ends with the last.
-        run = self._start(values)
-        context = trace.set_span_in_context(run.span, get_current())
-        chunks = Chunks()
-        error: BaseException | None = None
-        try:
-            body = scoped_generator(create_in(context, wrapped, args, kwargs), context)
-            item = body.send(None)
-            while True:
-                chunks.add(item)
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    body.close()
-                    raise
-                except BaseException as exc:
-                    item = body.throw(exc)
-                else:
-                    item = body.send(sent)
-        except StopIteration as stop:
-            return stop.value
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            chunks.record(run, error)
-            run._end(error)
-
-    async def _async_generator(self, wrapped: Any, args: Any, kwargs: Any, values: Values) -> Any:
-        run = self._start(values)
-        context = trace.set_span_in_context(run.span, get_current())
-        chunks = Chunks()
-        error: BaseException | None = None
-        try:
-            body = scoped_async_generator(create_in(context, wrapped, args, kwargs), context)
-            item = await body.asend(None)
-            while True:
-                chunks.add(item)
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    await body.aclose()
-                    raise
-                except BaseException as exc:
-                    item = await body.athrow(exc)
-                else:
-                    item = await body.asend(sent)
-        except StopAsyncIteration:
-            return
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            chunks.record(run, error)
-            run._end(error)
+        return decorate(self, func)
 
 
 def task(
