@@ -19,6 +19,7 @@ from spanstamp._spans import attributes_of, copy_with
 # What a held span costs beyond its attribute values (objects, ids, times), estimated.
 _SPAN_OVERHEAD: Final = 1024
 _SEVERAL: Final = object()
+_SESSION_ID: Final = attr.SESSION_ID
 # A turn's input and output reach the local root as value and mime type together.
 _INPUT: Final = (attr.INPUT_VALUE, attr.INPUT_MIME_TYPE)
 _OUTPUT: Final = (attr.OUTPUT_VALUE, attr.OUTPUT_MIME_TYPE)
@@ -89,9 +90,15 @@ class LocalTrace:
 
     def decision(self) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
         """The values to fill on every span, and the input/output to copy onto the roots."""
-        if self.values.get(attr.SESSION_ID) is _SEVERAL:  # a batch job: never guess
+        values = self.values
+        if values.get(_SESSION_ID) is _SEVERAL:  # a batch job: never guess
             return {}, {}
-        fills: dict[str, AttributeValue] = {key: value for key, value in self.values.items() if isinstance(value, str)}
+        # Usually every key had one value: the copy is all there is to it.
+        fills: dict[str, AttributeValue] = (
+            dict(values)  # type: ignore[arg-type]
+            if _SEVERAL not in values.values()
+            else {key: value for key, value in values.items() if isinstance(value, str)}
+        )
         copied: dict[str, AttributeValue] = {}
         if self.input is not None or self.output is not None:  # a trace with a turn in it
             copied.update(self.input[1] if self.input else {})
