@@ -10,7 +10,7 @@ a bad value is reported (never echoed) with the default kept::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, TypedDict
+from typing import Final, NamedTuple, TypedDict
 
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
@@ -39,6 +39,71 @@ class ProcessorOptions(TypedDict, total=False):
     baggage_max_length: int | None
     hash_user_ids: bool | str | bytes | None
     fill_traces: bool | None
+
+
+class Stamping(NamedTuple):
+    """What a :class:`~spanstamp.SessionSpanProcessor`'s options come to, the variables read.
+
+    stamping(None, None, None, None, None, None).keys  # -> attributes.CONTEXT_ATTRIBUTES
+    """
+
+    #: The context keys stamped, in order, and as a set.
+    keys: tuple[str, ...]
+    key_set: frozenset[str]
+    #: What marks a Context as worth reading: the keys, and the private keys under which
+    #: ids that a scope's metadata names wait.
+    watch: frozenset[str]
+    #: Whether the session id is also written as ``gen_ai.conversation.id``.
+    conversation: bool
+    #: The baggage keys trusted, and the length cap of their values.
+    trusted: frozenset[str]
+    baggage_cap: int
+    stamp_local_root: bool
+    openai_user_ids: bool
+
+
+def stamping(
+    attributes: Iterable[str] | None,
+    gen_ai_conversation_id: bool | None,
+    stamp_local_root: bool | None,
+    openai_user_ids: bool | None,
+    trust_baggage: bool | Iterable[str] | None,
+    baggage_max_length: int | None,
+) -> Stamping:
+    """The processor's options, each left as ``None`` read from its ``SPANSTAMP_*`` variable.
+
+    Bad values are reported (``rules.reject``) and replaced by the default::
+
+        stamping(["session.id"], True, None, None, None, None).conversation  # -> True
+    """
+    if attributes is None:
+        listed = rules.env_list(ATTRIBUTES_ENV)
+        keys = attr.CONTEXT_ATTRIBUTES if listed is None else known_attributes(listed, ATTRIBUTES_ENV)
+    else:
+        keys = known_attributes(attributes, "SessionSpanProcessor(attributes)")
+    key_set = frozenset(keys)
+    watch = key_set | {key for key, target in attr.FROM_METADATA.items() if target in key_set}
+    if gen_ai_conversation_id is None:
+        gen_ai_conversation_id = rules.env_flag(GEN_AI_CONVERSATION_ID_ENV, False)
+    trusted, baggage_cap = trusted_baggage(trust_baggage, baggage_max_length, key_set)
+    if stamp_local_root is None:
+        stamp_local_root = rules.env_flag(STAMP_LOCAL_ROOT_ENV, False)
+    if openai_user_ids is None:
+        openai_user_ids = rules.env_flag(OPENAI_USER_IDS_ENV, False)
+    return Stamping(
+        keys=keys,
+        key_set=key_set,
+        watch=watch,
+        conversation=bool(gen_ai_conversation_id) and attr.SESSION_ID in key_set,
+        trusted=trusted,
+        baggage_cap=baggage_cap,
+        stamp_local_root=bool(
+            rules.env_flag(STAMP_LOCAL_ROOT_ENV, False) if stamp_local_root is None else stamp_local_root
+        ),
+        openai_user_ids=bool(
+            rules.env_flag(OPENAI_USER_IDS_ENV, False) if openai_user_ids is None else openai_user_ids
+        ),
+    )
 
 
 def known_attributes(names: Iterable[str], where: str) -> tuple[str, ...]:

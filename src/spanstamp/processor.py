@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Final
 
 import wrapt
 from opentelemetry.context import Context
@@ -20,22 +20,16 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import options, privacy, repairs, rules, tracefill
-from spanstamp._attribute_writes import restore_ending, write, write_plain
+from spanstamp._attribute_writes import write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
-from spanstamp._spans import overwritten, restore
 from spanstamp.context import collect
 from spanstamp.context_read import named_ids, read_plain
+from spanstamp.ending import Stamped, as_ending, at_end
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
 from spanstamp.integrations import langchain_models as _langchain_models
 from spanstamp.open_stamping import Roots, open_root, stamp_missing, track
-from spanstamp.options import (
-    ATTRIBUTES_ENV,
-    GEN_AI_CONVERSATION_ID_ENV,
-    OPENAI_USER_IDS_ENV,
-    STAMP_LOCAL_ROOT_ENV,
-)
 
 # Read on every span: whether user ids are hashed as read, what the inlined value rule needs.
 _privacy: Final = privacy._settings
@@ -76,10 +70,6 @@ _SPAN_KEY: Final = next(iter(set_span_in_context(INVALID_SPAN, Context())))
 # them (final: a scope set them) and their size for the guarded table.
 _Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue], tuple[str, ...], int]
 _NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {}, (), 0)
-# What is kept per stamped span until it ends, when a downstream processor exports it: the
-# stamped values, the ids among them a scope set (final), and whether the values were put
-# back in place as the span ended (a list: _on_ending marks it).
-_Stamped = list[Any]
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -127,46 +117,38 @@ class SessionSpanProcessor(SpanProcessor):
         hash_user_ids: bool | str | bytes | None = None,
         fill_traces: bool | None = None,
     ) -> None:
-        if attributes is None:
-            listed = rules.env_list(ATTRIBUTES_ENV)
-            keys = attr.CONTEXT_ATTRIBUTES if listed is None else options.known_attributes(listed, ATTRIBUTES_ENV)
-        else:
-            keys = options.known_attributes(attributes, "SessionSpanProcessor(attributes)")
-        self._keys: tuple[str, ...] = keys
-        self._key_set = frozenset(keys)
-        # What marks a context as worth reading: the keys, and the private keys under
-        # which ids that a scope's metadata names wait.
-        self._watch = self._key_set | {key for key, target in attr.FROM_METADATA.items() if target in self._key_set}
-        if gen_ai_conversation_id is None:
-            gen_ai_conversation_id = rules.env_flag(GEN_AI_CONVERSATION_ID_ENV, False)
-        self._conversation = bool(gen_ai_conversation_id) and attr.SESSION_ID in self._key_set
+        chosen = options.stamping(
+            attributes, gen_ai_conversation_id, stamp_local_root, openai_user_ids, trust_baggage, baggage_max_length
+        )
+        self._keys: tuple[str, ...] = chosen.keys
+        self._key_set = chosen.key_set
+        self._watch = chosen.watch
+        self._conversation = chosen.conversation
+        self._trusted, self._baggage_cap = chosen.trusted, chosen.baggage_cap
         self._exporting = downstream
         filled: list[str] = [key for key in (attr.SESSION_ID, attr.USER_ID) if key in self._key_set]
         if self._conversation:
             filled.append(attr.GEN_AI_CONVERSATION_ID)
         self._downstream = tracefill.wrap(downstream, fill_traces, filled)
-        self._guarded: OpenSpans[_Stamped] | None = OpenSpans(_MAX_GUARDED_BYTES) if downstream is not None else None
+        # What was stamped per open span, to put back before export (ending.py).
+        self._guarded: OpenSpans[Stamped] | None = OpenSpans(_MAX_GUARDED_BYTES) if downstream is not None else None
         # LangChain run spans, by span id, and the ids their body's spans got from the run.
         self._runs: dict[int, dict[str, AttributeValue]] = {}
         self._failed = False
         self._seen: _Seen = _NOTHING_SEEN
         self._hash_user_ids = options.apply_hashing(hash_user_ids)
-        self._trusted, self._baggage_cap = options.trusted_baggage(trust_baggage, baggage_max_length, self._key_set)
         # Everything beyond plain stamping goes through one slower path, taken only
         # when one of these options is on.
         self._more = bool(self._conversation or self._trusted)
-        if stamp_local_root is None:
-            stamp_local_root = rules.env_flag(STAMP_LOCAL_ROOT_ENV, False)
-        if openai_user_ids is None:
-            openai_user_ids = rules.env_flag(OPENAI_USER_IDS_ENV, False)
         # Open spans this processor started, by span id, with (a weak reference to) their
-        # local root span: for stamping a span after it started (scope entry, an OpenAI
-        # request's user).
-        self._open: Roots | None = OpenSpans(_MAX_OPEN_BYTES) if (stamp_local_root or openai_user_ids) else None
-        self._stamp_local_root = bool(stamp_local_root)
-        if stamp_local_root:
+        # local root span: for stamping a span after it started (open_stamping.py).
+        self._open: Roots | None = (
+            OpenSpans(_MAX_OPEN_BYTES) if (chosen.stamp_local_root or chosen.openai_user_ids) else None
+        )
+        self._stamp_local_root = chosen.stamp_local_root
+        if chosen.stamp_local_root:
             add_entered_hook(self._on_scope_entered)
-        if openai_user_ids:
+        if chosen.openai_user_ids:
             from spanstamp.integrations.openai import take_user_ids
 
             take_user_ids(self)
@@ -337,13 +319,10 @@ class SessionSpanProcessor(SpanProcessor):
 
     def _on_ending(self, span: Span) -> None:
         # The SDK (1.40 and later) calls this as the span ends, before any on_end: the
-        # stamped values the count limit evicted go back into the span itself, so no
-        # copy of it is needed at on_end (_attribute_writes.restore_ending).
+        # stamped values the count limit evicted go back into the span itself (ending.py).
         if self._guarded is not None:
             try:
-                entry = self._guarded.get(span.context.span_id)
-                if entry is not None and (span.dropped_attributes or entry[1]):
-                    entry[2] = restore_ending(span, entry[0], entry[1])
+                as_ending(self._guarded, span)
             except Exception:
                 self._report_failure()
         if self._downstream is not None:
@@ -362,17 +341,7 @@ class SessionSpanProcessor(SpanProcessor):
         stamped: dict[str, AttributeValue] = {}
         if self._guarded is not None:  # not `if self._guarded:`, a call to its __len__ per span
             try:
-                context = span.context
-                entry = self._guarded.pop(context.span_id) if context is not None else None
-                if entry is not None:
-                    found, final, restored = entry
-                    stamped = found
-                    # A scope's id wins over one written later: OpenInference's LangChain
-                    # tracer writes the run metadata's session at span end, which would
-                    # split one run's spans between two sessions. Restored as the span
-                    # ended (_on_ending), or here on a copy (SDKs before 1.40, other spans).
-                    if not restored and (span.dropped_attributes or (final and overwritten(span, found, final))):
-                        span = restore(span, found, final)
+                span, stamped, final = at_end(self._guarded, span)
             except Exception:
                 self._report_failure()
         if _langchain_imported and (self._runs or _langchain.is_run_span(span)):
