@@ -173,7 +173,13 @@ def lacking(
 
         lacking({"user.id": "u-1"}, {"session.id": "s-1", "user.id": "u-1"}, ())  # -> ({"session.id": "s-1"}, 1)
     """
-    missing = {
-        key: value for key, value in found.items() if key not in current or (key in final and current[key] != value)
-    }
-    return missing, sum(1 for key in missing if key not in current)
+    # A loop, not comprehensions: each is a call of its own, and this runs as spans end.
+    missing: dict[str, AttributeValue] = {}
+    absent = 0
+    for key, value in found.items():
+        if key not in current:
+            missing[key] = value
+            absent += 1
+        elif key in final and current[key] != value:
+            missing[key] = value
+    return missing, absent

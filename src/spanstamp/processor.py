@@ -20,12 +20,12 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
 from spanstamp import options, privacy, repairs, rules, tracefill
-from spanstamp._attribute_writes import write, write_plain
+from spanstamp._attribute_writes import restore_ending, write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
 from spanstamp.context import collect
 from spanstamp.context_read import named_ids, read_plain
-from spanstamp.ending import Stamped, as_ending, at_end
+from spanstamp.ending import Stamped, at_end
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
 from spanstamp.integrations import langchain_models as _langchain_models
@@ -251,8 +251,12 @@ class SessionSpanProcessor(SpanProcessor):
                 elif found and run is None and parent_context is None and not _privacy.hash_user_ids:
                     self._keep_read(current, found, final)
             if found:
-                # What one set_attribute per key would store, at a fraction of its cost.
-                write(span, found.items())
+                # What one set_attribute per key would store, at a fraction of its cost;
+                # a kept read (size set) holds plain str only.
+                if size:
+                    write_plain(span, found)
+                else:
+                    write(span, found.items())
                 if self._guarded is not None:
                     self._guarded.add(span, [found, final, False], size or size_of(found))
                     if _langchain_imported:
@@ -319,10 +323,13 @@ class SessionSpanProcessor(SpanProcessor):
 
     def _on_ending(self, span: Span) -> None:
         # The SDK (1.40 and later) calls this as the span ends, before any on_end: the
-        # stamped values the count limit evicted go back into the span itself (ending.py).
+        # stamped values the count limit evicted go back into the span itself, so no copy
+        # is needed at on_end (ending.py).
         if self._guarded is not None:
             try:
-                as_ending(self._guarded, span)
+                entry = self._guarded.get(span.context.span_id)
+                if entry is not None:  # restore_ending() tests first what it need not do
+                    entry[2] = restore_ending(span, entry[0], entry[1])
             except Exception:
                 self._report_failure()
         if self._downstream is not None:

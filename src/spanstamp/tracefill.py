@@ -226,7 +226,12 @@ class TraceFillProcessor(SpanProcessor):
                 return ready
             del open_traces[trace_id]
             self._bytes -= trace.bytes + trace.copy_bytes
-            fills, copied = self._decide(trace_id, trace)
+            fills, copied = trace.decision()
+            if fills:  # kept for spans that end after their root
+                decided = self._decided
+                if len(decided) >= _MAX_DECIDED:
+                    decided.popitem(False)  # the oldest (positional: a keyword is parsed, ~450 instructions)
+                decided[trace_id] = fills
         finally:
             lock.release()
         if not trace.held and not lacks and not copied:
@@ -259,16 +264,6 @@ class TraceFillProcessor(SpanProcessor):
         trace.bytes += size
         self._bytes += size
         return True
-
-    def _decide(self, trace_id: int, trace: LocalTrace) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
-        """What to fill on every span, and what to copy onto the roots (lock held)."""
-        fills, copied = trace.decision()
-        if fills:  # kept for spans that end after their root
-            decided = self._decided
-            if len(decided) >= _MAX_DECIDED:
-                decided.popitem(False)  # the oldest (positional: a keyword is parsed, ~450 instructions)
-            decided[trace_id] = fills
-        return fills, copied
 
     def _expire(self, now: float) -> list[ReadableSpan]:
         """Release traces whose root started more than ``max_age`` ago, unfilled (lock held)."""
