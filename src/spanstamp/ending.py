@@ -9,18 +9,23 @@ back before export: into the span itself as it ends (SDK 1.40 and later call
 copy at ``on_end``::
 
     entry[2] = restore_ending(span, entry[0], entry[1])   # from _on_ending: in place
-    span, found, final = at_end(stamped_spans, readable)  # from on_end: a copy if still needed
+    readable = for_export(readable, stamped_spans, runs, keys, None, report)  # from on_end
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
+from spanstamp import privacy, repairs
 from spanstamp._open_spans import OpenSpans
 from spanstamp._spans import overwritten, restore
+from spanstamp.integrations import langchain as _langchain
+
+_privacy: Final = privacy._settings
 
 #: Kept per stamped span until it ends: ``[values stamped, the ids among them a scope set
 #: (final), whether they were put back in place as the span ended]``; a list, so that
@@ -28,25 +33,48 @@ from spanstamp._spans import overwritten, restore
 Stamped = list[Any]
 
 
-def at_end(
-    stamped: OpenSpans[Stamped], span: ReadableSpan
-) -> tuple[ReadableSpan, dict[str, AttributeValue], tuple[str, ...]]:
-    """``span`` with what was not put back as it ended restored on a copy.
+def for_export(
+    span: ReadableSpan,
+    stamped: OpenSpans[Stamped] | None,
+    runs: dict[int, dict[str, AttributeValue]],
+    keys: frozenset[str],
+    more: Callable[[dict[str, AttributeValue]], dict[str, AttributeValue]] | None,
+    report: Callable[[], None],
+) -> ReadableSpan:
+    """``span`` as the exporter gets it: what the span lost put back, a LangChain run's ids, users hashed.
 
-    Also returns what was stamped on it and its final ids (for the repairs that follow:
-    a LangChain run's ids, late user ids hashed), and forgets the span::
+    ``stamped`` is the processor's table of stamped spans (forgotten here), ``runs`` its
+    LangChain runs, ``more`` its options' ids. Each step that fails is reported
+    (``report()``, from inside the ``except``) and skipped: the span goes on as it is::
 
-        span, found, final = at_end(stamped_spans, span)
+        downstream.on_end(for_export(span, stamped, runs, keys, None, processor._report_failure))
     """
-    context = span.context
-    entry = stamped.pop(context.span_id) if context is not None else None
-    if entry is None:
-        return span, {}, ()
-    found, final, restored = entry
-    # A scope's id wins over one written later: OpenInference's LangChain tracer writes
-    # the run metadata's session at span end, which would split one run's spans between
-    # two sessions. Restored as the span ended, or here on a copy (SDKs before 1.40,
-    # spans of other classes, a processor wrapping this one that does not pass _on_ending on).
-    if not restored and (span.dropped_attributes or (final and overwritten(span, found, final))):
-        span = restore(span, found, final)
-    return span, found, final
+    final: tuple[str, ...] = ()
+    found: dict[str, AttributeValue] = {}
+    if stamped is not None:
+        try:
+            context = span.context
+            entry = stamped.pop(context.span_id) if context is not None else None
+            if entry is not None:
+                found, final, restored = entry
+                # A scope's id wins over one written later: OpenInference's LangChain
+                # tracer writes the run metadata's session at span end, which would split
+                # one run's spans between two sessions. Restored as the span ended, or here
+                # on a copy (SDKs before 1.40, spans of other classes, a processor wrapping
+                # this one that does not pass _on_ending on).
+                if not restored and (span.dropped_attributes or (final and overwritten(span, found, final))):
+                    span = restore(span, found, final)
+        except Exception:
+            report()
+    if _langchain.loaded and (runs or _langchain.is_run_span(span)):
+        try:
+            span, added = repairs.with_run_ids(runs, span, final, keys, more)
+            found = {**found, **added}
+        except Exception:
+            report()
+    if _privacy.hash_user_ids:
+        try:
+            span = repairs.hide_late_users(span, found)
+        except Exception:
+            report()
+    return span

@@ -12,20 +12,19 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Final
 
-import wrapt
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import INVALID_SPAN, get_current_span, set_span_in_context
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp import attributes as attr
-from spanstamp import options, privacy, repairs, rules, tracefill
+from spanstamp import options, privacy, rules, tracefill
 from spanstamp._attribute_writes import restore_ending, write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
 from spanstamp.context import collect
 from spanstamp.context_read import named_ids, read_plain
-from spanstamp.ending import Stamped, at_end
+from spanstamp.ending import Stamped, for_export
 from spanstamp.hooks import add_entered_hook
 from spanstamp.integrations import langchain as _langchain
 from spanstamp.integrations import langchain_models as _langchain_models
@@ -40,28 +39,7 @@ _rules: Final = rules.settings
 # them: the oldest entries are forgotten first (docs/limits-more.md).
 _MAX_OPEN_BYTES: Final = 16 * 1024 * 1024
 _MAX_GUARDED_BYTES: Final = 16 * 1024 * 1024
-_LANGCHAIN: Final = _langchain.CONFIG_MODULE
 _EMPTY: Final = Context()
-# Whether LangChain's run config module was imported, set by a post-import hook (wrapt's, as
-# for the models in integrations/langchain_models.py) that the first processor registers:
-# span start and end test this global, not sys.modules (~240 instructions, a fifth of what a
-# span with nothing to stamp costs the processor).
-_langchain_imported = False
-_langchain_hooked = False
-
-
-def _langchain_was_imported(module: object) -> None:
-    global _langchain_imported
-    _langchain_imported = True
-
-
-def _hook_langchain() -> None:
-    global _langchain_hooked
-    if not _langchain_hooked:
-        _langchain_hooked = True
-        wrapt.register_post_import_hook(_langchain_was_imported, _LANGCHAIN)
-
-
 # The key a span is kept under in a Context: what the Context of a child span, the parent
 # span alone, holds.
 _SPAN_KEY: Final = next(iter(set_span_in_context(INVALID_SPAN, Context())))
@@ -155,7 +133,7 @@ class SessionSpanProcessor(SpanProcessor):
         # LangChain models called on their own pass their run's ids too; wrapped when
         # (and only if) the application imports LangChain.
         _langchain_models.watch()
-        _hook_langchain()
+        _langchain.watch_import()
         self._direct = not self._more and self._guarded is None and self._open is None  # nothing kept per span
 
     @property
@@ -200,7 +178,7 @@ class SessionSpanProcessor(SpanProcessor):
         try:
             current = get_current()
             run = None
-            if _langchain_imported:
+            if _langchain.loaded:
                 # Under a LangChain run, its ids join the Context as ids a scope's metadata
                 # names, so the rules below rank them (integrations/langchain.py). Without
                 # LangChain imported, this test is all a span pays.
@@ -259,7 +237,7 @@ class SessionSpanProcessor(SpanProcessor):
                     write(span, found.items())
                 if self._guarded is not None:
                     self._guarded.add(span, [found, final, False], size or size_of(found))
-                    if _langchain_imported:
+                    if _langchain.loaded:
                         _langchain.note_run(self._runs, span, found)
             if self._open is not None:
                 track(self._open, span)
@@ -344,36 +322,12 @@ class SessionSpanProcessor(SpanProcessor):
         downstream = self._downstream
         if downstream is None:
             return
-        final: tuple[str, ...] = ()
-        stamped: dict[str, AttributeValue] = {}
-        if self._guarded is not None:  # not `if self._guarded:`, a call to its __len__ per span
-            try:
-                span, stamped, final = at_end(self._guarded, span)
-            except Exception:
-                self._report_failure()
-        if _langchain_imported and (self._runs or _langchain.is_run_span(span)):
-            span, added = self._end_run_span(span, final)
-            stamped = {**stamped, **added}
-        if _privacy.hash_user_ids:
-            span = self._hide_late_users(span, stamped)
-        downstream.on_end(span)
+        # What the span lost put back, a LangChain run's ids, late users hashed (ending.py).
+        more = self._run_options if self._more else None
+        downstream.on_end(for_export(span, self._guarded, self._runs, self._key_set, more, self._report_failure))
 
-    def _hide_late_users(self, span: ReadableSpan, stamped: dict[str, AttributeValue]) -> ReadableSpan:
-        try:
-            return repairs.hide_late_users(span, stamped)
-        except Exception:
-            self._report_failure()
-        return span
-
-    def _end_run_span(
-        self, span: ReadableSpan, final: tuple[str, ...]
-    ) -> tuple[ReadableSpan, dict[str, AttributeValue]]:
-        try:
-            more = (lambda added: self._options(added, None, _EMPTY)) if self._more else None
-            return repairs.with_run_ids(self._runs, span, final, self._key_set, more)
-        except Exception:
-            self._report_failure()
-        return span, {}
+    def _run_options(self, added: dict[str, AttributeValue]) -> dict[str, AttributeValue]:
+        return self._options(added, None, _EMPTY)
 
     def shutdown(self) -> None:
         """Release what this processor holds and shut its downstream processor down."""
