@@ -1,8 +1,10 @@
 """What a TraceFillProcessor holds back, within its limits, and how it lets go of it.
 
-The open traces, the held spans and their estimated bytes; the limits on them and what
-happens past one (a warning, once); the release on flush, shutdown and in a forked child.
-The per-span path lives in :mod:`spanstamp.tracefill`, whose processor mixes this in::
+The open traces, the held spans and their estimated bytes, the limits on them, and what
+happens past one (a warning, once). What runs for every span (``on_start``, ``on_end``,
+the decision) stays in :mod:`spanstamp.tracefill`, whose processor mixes this class in;
+here ``_hold`` and ``_keep_copy`` run for spans that wait, the rest only past a limit,
+on flush or shutdown, or in a forked child::
 
     class TraceFillProcessor(_HeldTraces, SpanProcessor): ...
     self._warn("max_bytes", "held spans reach 1024 bytes")  # once per limit and processor
