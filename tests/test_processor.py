@@ -290,3 +290,30 @@ def test_langchain_imported_after_the_processor_is_still_read() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str({"before": {}, "in run": {"session.id": "s-run", "user.id": "u-run"}})
+
+
+def test_a_context_with_nothing_to_stamp_is_skipped_and_every_new_one_is_read() -> None:
+    """on_start keeps the last Context it found nothing in: only that very Context is skipped."""
+    tracing = Tracing()
+    parent = tracing.tracer.start_span("parent")
+    with trace.use_span(parent):
+        tracing.record("first child")
+        tracing.record("second child")  # the same Context as the first
+        with using_session("s-1"):
+            tracing.record("in a scope")
+        tracing.record("after the scope")  # the parent's Context again
+    parent.end()
+    for unrelated in ({"unrelated": 1}, {"unrelated": 1}):  # two equal Contexts, read alike
+        token = attach(Context(unrelated))
+        try:
+            tracing.record(f"unrelated {id(unrelated)}")
+        finally:
+            detach(token)
+    token = attach(Context({"unrelated": 1, "session.id": "s-2"}))
+    try:
+        tracing.record("unrelated and a session")
+    finally:
+        detach(token)
+    assert [tracing.attrs(name) for name in ("first child", "second child", "after the scope")] == [{}, {}, {}]
+    assert tracing.attrs("in a scope") == {"session.id": "s-1"}
+    assert tracing.attrs("unrelated and a session") == {"session.id": "s-2"}
