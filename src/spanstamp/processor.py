@@ -218,14 +218,10 @@ class SessionSpanProcessor(SpanProcessor):
                     return  # this mode has no downstream to call
             watch = self._watch
             size = 0
-            if (
-                run is None
-                and parent_context is None
-                and not self._more
-                and not _privacy.hash_user_ids
-                and self._seen[0]() is current
-                and self._seen[1] == _rules.max_id_length
-            ):
+            # What collect() reads depends on the Context alone only without a parent
+            # context, a LangChain run, the options' ids and hashing: then it may be kept.
+            reusable = run is None and parent_context is None and not self._more and not _privacy.hash_user_ids
+            if reusable and self._seen[0]() is current and self._seen[1] == _rules.max_id_length:
                 # configure()'s pipeline, siblings under one parent: what collect() gave
                 # for this Context, kept by the read below (~12,000 instructions a span).
                 _, _, found, final, size = self._seen
@@ -239,7 +235,7 @@ class SessionSpanProcessor(SpanProcessor):
                 final = _langchain.scoped_ids(found, run) if found and self._guarded is not None else ()
                 if self._more:
                     found = self._options(found, parent_context, current)
-                elif found and run is None and parent_context is None and not _privacy.hash_user_ids:
+                elif found and reusable:
                     self._keep_read(current, found, final)
             if found:
                 # What one set_attribute per key would store, at a fraction of its cost;
