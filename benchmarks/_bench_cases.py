@@ -163,6 +163,12 @@ def span_cases() -> list[Case]:
             "sdk_two_attrs", "bare + span.set_attribute x2 (SDK's own cost)", span_with_two_attrs_batch(make_tracer())
         ),
         Case(
+            "bare_scoped",
+            "bare, under the scope stamp_ids runs in (what the SDK pays for a non-empty Context)",
+            span_batch(make_tracer()),
+            spanstamp_ids,
+        ),
+        Case(
             "stamp_ids",
             "+ SessionSpanProcessor, session+user in context",
             span_batch(make_tracer(spanstamp.SessionSpanProcessor())),

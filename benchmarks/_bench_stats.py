@@ -163,8 +163,9 @@ class Ratio:
 
     @property
     def within_noise(self) -> bool:
+        # One value (instructions, counted exactly) has no noise to be within.
         q = self.quartiles
-        return self.target is not None and q is not None and q[0] <= self.target <= q[2]
+        return self.target is not None and q is not None and len(self.values) > 1 and q[0] <= self.target <= q[2]
 
     def as_json(self) -> dict[str, Any]:
         q = self.quartiles
@@ -195,21 +196,29 @@ def fmt_ratio(value: float, target: float | None) -> str:
     return f"{100 * value:.2f}%" if target is not None and target < 0.1 else f"{value:.3f}"
 
 
-def report(cases: list[Case], ratios: list[Ratio], header: str) -> None:
+def report(cases: list[Case], ratios: list[Ratio], header: str, unit: str = "ns") -> None:
+    """Print every case's figures and every ratio; ``unit`` names what ``per_op_ns`` holds.
+
+    A run with one figure per case (instructions, counted exactly) prints no spread.
+    """
     rounds = min(len(case.per_op_ns) for case in cases)
+    spread = rounds > 1
     print(header)
     print()
-    print(f"{'case':<24}{'ops':>6}{'median ns/op':>14}{'p25':>12}{'p75':>12}{'IQR %':>8}  what")
+    label = ("median " if spread else "") + unit + "/op"
+    print(f"{'case':<24}{'ops':>6}{label:>16}" + (f"{'p25':>12}{'p75':>12}{'IQR %':>8}" if spread else "") + "  what")
     for case in cases:
         s = summarize(case)
         iqr_pct = 100 * s["iqr_ns"] / s["median_ns"] if s["median_ns"] else 0.0
-        print(
-            f"{case.name:<24}{case.ops:>6}{s['median_ns']:>14,.0f}{s['p25_ns']:>12,.0f}{s['p75_ns']:>12,.0f}"
-            f"{iqr_pct:>7.1f}%  {case.what}"
-        )
+        figures = f"{s['p25_ns']:>12,.0f}{s['p75_ns']:>12,.0f}{iqr_pct:>7.1f}%" if spread else ""
+        print(f"{case.name:<24}{case.ops:>6}{s['median_ns']:>16,.0f}{figures}  {case.what}")
     print()
-    print("ratios: per round (numerator and denominator from the same round), median [p25 - p75] over rounds")
-    print(f"{'ratio':<34}{'median':>9}{'p25':>9}{'p75':>9}{'target':>9}  result")
+    if spread:
+        print("ratios: per round (numerator and denominator from the same round), median [p25 - p75] over rounds")
+        print(f"{'ratio':<34}{'median':>9}{'p25':>9}{'p75':>9}{'target':>9}  result")
+    else:
+        print("ratios")
+        print(f"{'ratio':<34}{'value':>9}{'target':>9}  result")
     for ratio in ratios:
         q = ratio.quartiles
         if q is None:
@@ -218,10 +227,11 @@ def report(cases: list[Case], ratios: list[Ratio], header: str) -> None:
         t = ratio.target
         target = "-" if t is None else f"<={fmt_ratio(t, t)}"
         result = {True: "PASS", False: "MISS", None: "info"}[ratio.passed]
-        if ratio.within_noise:
+        if ratio.within_noise and spread:
             result += " (within noise)"
         median, p25, p75 = (fmt_ratio(value, t) for value in (q[1], q[0], q[2]))
-        print(f"{ratio.name:<34}{median:>9}{p25:>9}{p75:>9}{target:>9}  {result}")
+        quartile_columns = f"{p25:>9}{p75:>9}" if spread else ""
+        print(f"{ratio.name:<34}{median:>9}{quartile_columns}{target:>9}  {result}")
         left_out = rounds - len(ratio.values)
         note = f" ({left_out} of {rounds} rounds left out: denominator <= 0)" if left_out else ""
         print(f"{'':<4}{ratio.measures}: {ratio.formula}{note}")

@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 
 from _bench_cases import pipeline_cases, span_cases
+from _bench_instructions import COUNT_ONE, count_cases, count_one, valgrind
 from _bench_scopes import DEPTH, scope_cases
 from _bench_stats import CLOCKS, Ratio, Row, report, rows_of, run_rounds, summarize, verdict
 
@@ -137,6 +138,14 @@ def build_ratios() -> list[Ratio]:
             "200-attribute span through configure()'s pipeline / through a plain BatchSpanProcessor",
         ),
         Ratio(
+            "scoped_context_vs_bare",
+            "(bare_scoped - bare) / bare",
+            _over("bare_scoped", "bare"),
+            _case("bare"),
+            None,
+            "what the SDK itself adds to a span started in a Context holding two ids, no processor",
+        ),
+        Ratio(
             "stamping_vs_baggage",
             "(stamp_ids - bare) / (baggage - bare)",
             _over("stamp_ids", "bare"),
@@ -220,14 +229,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--clock",
-        choices=sorted(CLOCKS),
+        choices=[*sorted(CLOCKS), "instructions"],
         default="cpu",
         help="cpu (default): the timing thread's CPU time, which load from other processes does not add to; "
-        "wall: elapsed time",
+        "wall: elapsed time; instructions: CPU instructions per operation counted by valgrind, one child "
+        "process per case (--rounds and --repeats do not apply; see _bench_instructions.py)",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if any target is missed")
     parser.add_argument("--seed", type=int, default=0, help="seed for the per-round case order")
     parser.add_argument("--progress", action="store_true", help="print progress to stderr")
+    parser.add_argument(
+        "--layouts",
+        type=int,
+        default=3,
+        help="--clock instructions: count every case in this many interpreter layouts (hash seeds 0, 1, ...), "
+        "each a round (default 3)",
+    )
+    parser.add_argument(COUNT_ONE, default=None, metavar="NAME", help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
         default=None,
@@ -239,8 +257,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.rounds = QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS
     if args.batch is None:
         args.batch = QUICK_BATCH if args.quick else DEFAULT_BATCH
-    if args.rounds < 1 or args.batch < 1 or args.repeats < 1:
-        parser.error("--rounds, --batch and --repeats must be positive")
+    if args.rounds < 1 or args.batch < 1 or args.repeats < 1 or args.layouts < 1:
+        parser.error("--rounds, --batch, --repeats and --layouts must be positive")
     return args
 
 
@@ -259,22 +277,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"--only: unknown case names: {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
         cases = [case for case in cases if case.name in wanted]
+    if args.count_one is not None:  # a child of --clock instructions, under valgrind
+        count_one(cases, args.count_one, args.batch)
+        return 0
     started = time.perf_counter()
-    run_rounds(cases, args.rounds, args.batch, args.repeats, args.seed, args.progress, args.clock)
+    if args.clock == "instructions":
+        if valgrind() is None:
+            print("--clock instructions needs valgrind (Debian: apt install valgrind)", file=sys.stderr)
+            return 2
+        for name, per_op in count_cases(cases, Path(__file__).resolve(), args.batch, args.layouts).items():
+            next(case for case in cases if case.name == name).per_op_ns.extend(per_op)
+    else:
+        run_rounds(cases, args.rounds, args.batch, args.repeats, args.seed, args.progress, args.clock)
     elapsed = time.perf_counter() - started
     ratios = build_ratios()
     rows = rows_of(cases)
     for ratio in ratios:
         ratio.compute(rows)
-    header = (
-        f"spanstamp overhead: {args.rounds} rounds; per round every case {args.repeats} batches (the fastest "
-        f"counts), span cases {args.batch} ops in all; shuffled order (seed {args.seed}), gc off while timing, "
-        f"{args.clock} clock\n" + ", ".join(f"{k} {v}" for k, v in versions().items())
-    )
-    report(cases, ratios, header)
+    if args.clock == "instructions":
+        header = (
+            f"spanstamp overhead: CPU instructions per operation (valgrind callgrind, one process per case and "
+            f"layout, every case warmed up first), span cases {args.batch} ops, {args.layouts} layouts (hash seeds) "
+            f"as rounds"
+        )
+    else:
+        header = (
+            f"spanstamp overhead: {args.rounds} rounds; per round every case {args.repeats} batches (the fastest "
+            f"counts), span cases {args.batch} ops in all; shuffled order (seed {args.seed}), gc off while timing, "
+            f"{args.clock} clock"
+        )
+    header += "\n" + ", ".join(f"{k} {v}" for k, v in versions().items())
+    report(cases, ratios, header, unit="instr" if args.clock == "instructions" else "ns")
     missed, noisy = verdict(ratios)
     print()
-    print(f"{'all targets PASS' if not missed else 'MISSED: ' + ', '.join(missed)}  ({elapsed:.1f} s timing)")
+    doing = "counting" if args.clock == "instructions" else "timing"
+    print(f"{'all targets PASS' if not missed else 'MISSED: ' + ', '.join(missed)}  ({elapsed:.1f} s {doing})")
     if noisy:
         print(f"within noise (the target lies inside the ratio's IQR): {', '.join(noisy)}")
     if args.json is not None:
@@ -284,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "batch": args.batch,
                 "repeats": args.repeats,
                 "clock": args.clock,
+                "unit": "instructions" if args.clock == "instructions" else "ns",
+                **({"layouts": args.layouts} if args.clock == "instructions" else {}),
                 "quick": args.quick,
                 "seed": args.seed,
             },

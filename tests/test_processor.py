@@ -252,7 +252,7 @@ def test_the_values_kept_from_the_last_context_are_its_values_under_the_rules_in
         tracing.record("shorter limit")
     assert tracing.attrs("kept") == tracing.attrs("kept again") == {"session.id": "session-0123", "user.id": "u-1"}
     assert tracing.attrs("shorter limit") == expected == {"user.id": "u-1"}
-    # A new Context, even one equal to the last, is read again: the last one is held weakly.
+    # A new Context, even one equal to the last, is read again: the last one is kept by identity.
     for n in range(3):
         with using_session(f"s-{n}"):
             tracing.record(f"scope {n}")

@@ -8,8 +8,7 @@ OpenInference, OpenTelemetry's own instrumentors)::
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Final
 
 from opentelemetry.context import Context
@@ -43,11 +42,12 @@ _EMPTY: Final = Context()
 # The key a span is kept under in a Context: what the Context of a child span, the parent
 # span alone, holds.
 _SPAN_KEY: Final = next(iter(set_span_in_context(INVALID_SPAN, Context())))
-# What on_start keeps of the last Context it stamped from: (a weak reference to) the Context,
-# the id length limit in force then, the values read from it (all plain str), the ids among
-# them (final: a scope set them) and their size for the guarded table.
-_Seen = tuple[Callable[[], Context | None], int, dict[str, AttributeValue], tuple[str, ...], int]
-_NOTHING_SEEN: Final[_Seen] = (lambda: None, 0, {}, (), 0)
+# What on_start keeps of the last Context it stamped from: the Context (held strongly: a
+# weak reference's call and its creation cost ~600 instructions a span, valgrind), the id
+# length limit in force then, the values read from it (all plain str), the ids among them
+# (final: a scope set them) and their size for the guarded table.
+_Seen = tuple[Context | None, int, dict[str, AttributeValue], tuple[str, ...], int]
+_NOTHING_SEEN: Final[_Seen] = (None, 0, {}, (), 0)
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -193,21 +193,21 @@ class SessionSpanProcessor(SpanProcessor):
                 # isdisjoint() does (~700 instructions; it builds an iterator).
                 if not current or current is self._nothing:
                     return
-                if len(current) == 1 and _SPAN_KEY in current:
-                    # The Context siblings under one parent start in: kept (one, strongly:
-                    # a weak reference's call costs about what this test does) so that the
-                    # next span started in it returns on the identity test above, which
-                    # takes a third of the instructions and half the cache misses (valgrind).
-                    if type(current) is Context:  # the SDK's own, immutable by contract
-                        self._nothing = current
-                    return
                 seen, max_id_length, values, _, _ = self._seen
-                if seen() is current and max_id_length == _rules.max_id_length and not _privacy.hash_user_ids:
+                if seen is current and max_id_length == _rules.max_id_length and not _privacy.hash_user_ids:
                     # The Context the span before was stamped from (siblings under one
                     # parent): its values were read and checked then, and a Context never
                     # changes. Reading and checking two ids cost ~5,500 instructions a
-                    # span; this test ~800.
+                    # span; this test ~250.
                     write_plain(span, values)
+                    return
+                if len(current) == 1 and _SPAN_KEY in current:
+                    # The Context siblings under one parent start in: kept (one, strongly,
+                    # as above) so that the next span started in it returns on the identity
+                    # test above, which takes a third of the instructions and half the
+                    # cache misses (valgrind).
+                    if type(current) is Context:  # the SDK's own, immutable by contract
+                        self._nothing = current
                     return
                 if self._watch.isdisjoint(current):
                     if type(current) is Context:  # the SDK's own, immutable by contract
@@ -221,7 +221,7 @@ class SessionSpanProcessor(SpanProcessor):
             # What collect() reads depends on the Context alone only without a parent
             # context, a LangChain run, the options' ids and hashing: then it may be kept.
             reusable = run is None and parent_context is None and not self._more and not _privacy.hash_user_ids
-            if reusable and self._seen[0]() is current and self._seen[1] == _rules.max_id_length:
+            if reusable and self._seen[0] is current and self._seen[1] == _rules.max_id_length:
                 # configure()'s pipeline, siblings under one parent: what collect() gave
                 # for this Context, kept by the read below (~12,000 instructions a span).
                 _, _, found, final, size = self._seen
@@ -257,14 +257,14 @@ class SessionSpanProcessor(SpanProcessor):
 
     def _stamp_from(self, span: Span, current: Context) -> None:
         # What collect(keys, None, current) would take, read quickly (context_read.py).
-        # When all were plain str, they are kept with (a weak reference to) the Context,
+        # When all were plain str, they are kept with the Context (held strongly, one at a time),
         # for the next span started in it.
         max_id_length = _rules.max_id_length
         found, plain, named = read_plain(current, self._watch, self._key_set, max_id_length)
         # All at once, as set_attribute would store them (_attribute_writes.py).
         if plain:
             if not named and type(current) is Context:
-                self._seen = (weakref.ref(current), max_id_length, found, (), 0)
+                self._seen = (current, max_id_length, found, (), 0)
             write_plain(span, found)
         else:
             write(span, found.items())
@@ -277,7 +277,7 @@ class SessionSpanProcessor(SpanProcessor):
         # every value is a plain str (nothing in them can change) and the Context is the
         # SDK's own (immutable by contract). Never modified: entries share it.
         if type(current) is Context and all(type(value) is str for value in found.values()):
-            self._seen = (weakref.ref(current), _rules.max_id_length, found, final, size_of(found))
+            self._seen = (current, _rules.max_id_length, found, final, size_of(found))
 
     def _stamp_open(self, span: object, *, with_root: bool = False) -> bool:
         """Stamp an open span this processor started with the values in force now.
