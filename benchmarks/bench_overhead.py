@@ -5,6 +5,7 @@ Run it from the repository root::
     python benchmarks/bench_overhead.py                 # full run, 2-4 min on 2 cores
     python benchmarks/bench_overhead.py --quick         # a few seconds, numbers only indicative
     python benchmarks/bench_overhead.py --json out.json --check   # exit 1 if a target is missed
+    python benchmarks/bench_overhead.py --clock instructions      # counted under valgrind, ~10 min
 
 Every case runs in this one process, interleaved: each round times every case
 ``--repeats`` times (a batch each, in an order shuffled per repeat with ``--seed``,
@@ -14,7 +15,8 @@ cpu``, the default), which leaves out the time a shared machine gives other proc
 ``--clock wall`` times elapsed time. Each ratio is computed per round from that round's
 figures (paired) and reported as the median over rounds with its inter-quartile
 range; a target inside that range is flagged "within noise". The targets are issue
-14's (docs/performance.md).
+14's (docs/performance.md). ``--clock instructions`` counts CPU instructions instead, each
+case in child processes under valgrind (_bench_instructions.py).
 
 Span cases time ``tracer.start_span("x").end()`` on their own SDK ``TracerProvider``
 whose exporting processor is a ``SimpleSpanProcessor`` over a no-op exporter; the
