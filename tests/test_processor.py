@@ -317,3 +317,31 @@ def test_a_context_with_nothing_to_stamp_is_skipped_and_every_new_one_is_read() 
     assert [tracing.attrs(name) for name in ("first child", "second child", "after the scope")] == [{}, {}, {}]
     assert tracing.attrs("in a scope") == {"session.id": "s-1"}
     assert tracing.attrs("unrelated and a session") == {"session.id": "s-2"}
+
+
+@pytest.mark.parametrize("tracing_class", [Tracing, _Exporting], ids=["stamping only", "with downstream"])
+def test_a_processor_keeps_no_more_than_two_past_contexts_alive(tracing_class: type[Tracing]) -> None:
+    """The Contexts on_start keeps for sibling spans are held strongly, two at most: the rest go."""
+    import gc
+    import weakref
+
+    from opentelemetry.context import get_current
+
+    tracing = tracing_class()
+    seen: list[weakref.ref[Context]] = []
+    for n in range(40):
+        with using_session(f"s-{n}"), using_user("u-1"):
+            seen.append(weakref.ref(get_current()))
+            tracing.record(f"stamped {n}")
+            tracing.record(f"sibling {n}")  # the kept read
+        parent = tracing.tracer.start_span(f"parent {n}")
+        with trace.use_span(parent):
+            seen.append(weakref.ref(get_current()))
+            tracing.record(f"nothing to stamp {n}")
+        parent.end()
+    gc.collect()
+    alive = [index for index, ref in enumerate(seen) if ref() is not None]
+    assert len(alive) <= 2
+    assert all(index >= len(seen) - 2 for index in alive)  # only the last of each kind
+    assert tracing.attrs("sibling 39") == tracing.attrs("stamped 39") == {"session.id": "s-39", "user.id": "u-1"}
+    assert tracing.attrs("nothing to stamp 39") == {}

@@ -46,7 +46,9 @@ class _HeldTraces:
         self._bytes = 0
         self._shut = False
         self._warned: set[str] = set()
-        self._failed = False
+        self._report_failure = rules.FailureLog(
+            "trace filling failed on a span (or the exporting processor failed on it)", "trace filling failed again"
+        )
         if hasattr(os, "register_at_fork"):
             # A child process must not export its parent's held spans, nor inherit a held lock.
             reset = weakref.WeakMethod(self._forget)
@@ -115,13 +117,6 @@ class _HeldTraces:
                 limit,
                 FILL_TRACES_ENV,
             )
-
-    def _report_failure(self) -> None:
-        if not self._failed:
-            self._failed = True
-            rules.logger.exception("trace filling failed on a span (or the exporting processor failed on it)")
-        else:
-            rules.logger.debug("trace filling failed again", exc_info=True)
 
 
 def _positive(name: str, value: object, default: int | float) -> int | float:

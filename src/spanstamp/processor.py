@@ -112,7 +112,10 @@ class SessionSpanProcessor(SpanProcessor):
         self._guarded: OpenSpans[Stamped] | None = OpenSpans(_MAX_GUARDED_BYTES) if downstream is not None else None
         # LangChain run spans, by span id, and the ids their body's spans got from the run.
         self._runs: dict[int, dict[str, AttributeValue]] = {}
-        self._failed = False
+        self._report_failure = rules.FailureLog(
+            "SessionSpanProcessor failed on a span; the span goes on without stamps",
+            "SessionSpanProcessor failed again",
+        )
         self._seen: _Seen = _NOTHING_SEEN
         # The last Context found to hold nothing to stamp (only the parent span, or none of
         # the keys): nothing can be added to a Context, so the next span in it has none.
@@ -352,11 +355,3 @@ class SessionSpanProcessor(SpanProcessor):
         if self._downstream is not None:
             return self._downstream.force_flush(timeout_millis)
         return True
-
-    def _report_failure(self) -> None:
-        # Once with the traceback, then quietly: telemetry must not flood the app.
-        if not self._failed:
-            self._failed = True
-            rules.logger.exception("SessionSpanProcessor failed on a span; the span goes on without stamps")
-        else:
-            rules.logger.debug("SessionSpanProcessor failed again", exc_info=True)

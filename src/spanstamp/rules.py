@@ -219,6 +219,31 @@ def _length(text: object) -> int | None:
         return None
 
 
+class FailureLog:
+    """Report a failure caught on the span path: the first with its traceback, later ones at debug.
+
+    Telemetry must not flood the app's log; one traceback says what broke::
+
+        report = FailureLog("SessionSpanProcessor failed on a span", "SessionSpanProcessor failed again")
+        report()  # inside ``except Exception:``
+    """
+
+    __slots__ = ("_again", "_first", "failed")
+
+    def __init__(self, first: str, again: str) -> None:
+        self._first = first
+        self._again = again
+        self.failed = False
+
+    def __call__(self) -> None:
+        """Log the exception being handled (call it inside ``except``)."""
+        if not self.failed:
+            self.failed = True
+            logger.exception(self._first)
+        else:
+            logger.debug(self._again, exc_info=True)
+
+
 def forget_warnings() -> None:
     """Reset the rate limiter, so the next rejected value warns again (for tests).
 

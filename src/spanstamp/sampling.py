@@ -61,7 +61,10 @@ class SessionIdRatioBased(Sampler):
         self._ratio = _checked_ratio(ratio, "SessionIdRatioBased(ratio)")
         self._bound = round(self._ratio * _SCALE)
         self._by_trace_id = TraceIdRatioBased(self._ratio)
-        self._failed = False
+        self._report_failure = rules.FailureLog(
+            "SessionIdRatioBased failed; this and later failures fall back to the trace id",
+            "SessionIdRatioBased failed again",
+        )
 
     @property
     def ratio(self) -> float:
@@ -108,11 +111,6 @@ class SessionIdRatioBased(Sampler):
     def get_description(self) -> str:
         """The sampler's name and ratio, as the SDK's samplers describe themselves."""
         return f"SessionIdRatioBased{{{self._ratio}}}"
-
-    def _report_failure(self) -> None:
-        if not self._failed:
-            self._failed = True
-            rules.logger.exception("SessionIdRatioBased failed; this and later failures fall back to the trace id")
 
 
 class ParentBasedSessionIdRatio(ParentBased):
