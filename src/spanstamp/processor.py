@@ -205,10 +205,10 @@ class SessionSpanProcessor(SpanProcessor):
                     write_plain(span, values)
                     return
                 if len(current) == 1 and _SPAN_KEY in current:
-                    # The Context siblings under one parent start in: kept (one, strongly,
-                    # as above) so that the next span started in it returns on the identity
-                    # test above, which takes a third of the instructions and half the
-                    # cache misses (valgrind).
+                    # The Context siblings under one parent start in: kept (one, held
+                    # strongly like the stamped one) so that the next span started in it
+                    # returns on the identity test above, which takes a third of the
+                    # instructions and half the cache misses (valgrind).
                     if type(current) is Context:  # the SDK's own, immutable by contract
                         self._nothing = current
                     return
