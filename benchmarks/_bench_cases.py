@@ -217,7 +217,7 @@ def batch_settings(ops: int) -> dict[str, int]:
 
 
 def pipeline_cases(batch: int) -> list[Case]:
-    """A 200-attribute span through configure()'s pipeline and through a plain BatchSpanProcessor.
+    """A 200-attribute span, and an ordinary one, through configure()'s pipeline and a plain BatchSpanProcessor.
 
     Timed: start, 200 ``set_attribute``, end, and every processor's ``on_end`` up to the
     batch queue, in the thread that ends the span: all that spanstamp adds (stamping, the
@@ -225,15 +225,46 @@ def pipeline_cases(batch: int) -> list[Case]:
     same work for both (the no-op exporter gets the same spans, restored or not) and runs
     in BatchSpanProcessor's worker thread, whose wake-ups would land at random in either
     case; ``force_flush()`` runs it after each batch, untimed. Both have the SDK's default
-    limits and the same resource; the session and user are in the Context for both.
+    limits and the same resource; the session and user are in the Context for both. The
+    ordinary span (no attributes of its own) shows what the pipeline adds per span whole,
+    with trace filling on (the default) and off.
     """
-    settings = batch_settings(max(1, batch // PIPELINE_SCALE))
-    configured = spanstamp.configure(
-        service_name="spanstamp-bench", exporter=NoOpExporter(), batch=settings, set_global=False
-    )
-    plain_provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "spanstamp-bench"}))
-    plain_provider.add_span_processor(BatchSpanProcessor(NoOpExporter(), **settings))
+
+    def configured_provider(ops: int, **options: Any) -> TracerProvider:
+        return spanstamp.configure(
+            service_name="spanstamp-bench",
+            exporter=NoOpExporter(),
+            batch=batch_settings(ops),
+            set_global=False,
+            **options,
+        )
+
+    def plain(ops: int) -> TracerProvider:
+        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "spanstamp-bench"}))
+        provider.add_span_processor(BatchSpanProcessor(NoOpExporter(), **batch_settings(ops)))
+        return provider
+
+    big_ops = max(1, batch // PIPELINE_SCALE)
+    configured, plain_provider = configured_provider(big_ops), plain(big_ops)
+    ordinary = {
+        "pipeline_1": (configured_provider(batch), "ordinary span through configure()'s pipeline, ids in context"),
+        "pipeline_1_nofill": (
+            configured_provider(batch, fill_traces=False),
+            "the same, configure(fill_traces=False)",
+        ),
+        "batch_1": (plain(batch), "ordinary span through a plain BatchSpanProcessor, ids in context"),
+    }
     return [
+        *(
+            Case(
+                name,
+                what,
+                span_batch(provider.get_tracer("spanstamp-bench")),
+                spanstamp_ids,
+                after=provider.force_flush,
+            )
+            for name, (provider, what) in ordinary.items()
+        ),
         Case(
             "pipeline_200",
             "200-attribute span through spanstamp.configure()'s pipeline, ids in context",

@@ -140,6 +140,22 @@ def build_ratios() -> list[Ratio]:
             "200-attribute span through configure()'s pipeline / through a plain BatchSpanProcessor",
         ),
         Ratio(
+            "pipeline_1_vs_batch",
+            "pipeline_1 / batch_1",
+            _case("pipeline_1"),
+            _case("batch_1"),
+            None,
+            "ordinary span through configure()'s pipeline / through a plain BatchSpanProcessor",
+        ),
+        Ratio(
+            "pipeline_1_nofill_vs_batch",
+            "pipeline_1_nofill / batch_1",
+            _case("pipeline_1_nofill"),
+            _case("batch_1"),
+            None,
+            "the same, trace filling off (fill_traces=False)",
+        ),
+        Ratio(
             "scoped_context_vs_bare",
             "(bare_scoped - bare) / bare",
             _over("bare_scoped", "bare"),

@@ -39,6 +39,9 @@ CASES = (
     "oi_tags_100",
     "pipeline_200",
     "batch_200",
+    "pipeline_1",
+    "pipeline_1_nofill",
+    "batch_1",
 )
 
 # Issue 14's table: every row's ratio (two rows have two) and its target.
@@ -54,6 +57,8 @@ TARGETS = {
     "pipeline_200_vs_batch": 1.10,
 }
 REPORTED = (
+    "pipeline_1_vs_batch",
+    "pipeline_1_nofill_vs_batch",
     "scoped_context_vs_bare",
     "stamping_vs_baggage",
     "stamping_vs_openinference_way",
