@@ -21,10 +21,17 @@ from opentelemetry.context import Context, attach, detach, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, set_span_in_context
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    SpanContext,
+    TraceFlags,
+    set_span_in_context,
+)
 
 import spanstamp
-from spanstamp import _attribute_writes
+from spanstamp import _attribute_writes, _span_context
 from spanstamp._attribute_writes import write, write_plain
 from spanstamp.attributes import CONTEXT_ATTRIBUTES
 from spanstamp.context import collect
@@ -334,3 +341,21 @@ def test_the_processor_on_spans_that_are_not_the_sdks(caplog: pytest.LogCaptureF
         detach(token)
     assert state(own) == ([("session.id", "own:s-1")], 0)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_span_context_getters_read_what_its_properties_give() -> None:
+    # The hot paths read a span context's ids with C item getters where the SDK's tuple
+    # layout holds (probed at import); they must give exactly what the properties give,
+    # for a local, a remote, an unsampled and the invalid context, on every SDK tested.
+    assert _span_context._layout_as_expected()
+    provider = TracerProvider()
+    tracer = provider.get_tracer("test")
+    local = tracer.start_span("local")
+    remote = SpanContext(trace_id=7, span_id=9, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    unsampled = SpanContext(trace_id=3, span_id=4, is_remote=False, trace_flags=TraceFlags(0))
+    fast, by_property = _span_context._getters(True), _span_context._getters(False)
+    for context in (local.get_span_context(), remote, unsampled, INVALID_SPAN_CONTEXT):
+        assert [getter(context) for getter in fast] == [getter(context) for getter in by_property]
+        assert _span_context.ids_and_flags_of(context) == (context.trace_id, context.span_id, context.trace_flags)
+        assert _span_context.is_remote_of(context) is context.is_remote
+    local.end()

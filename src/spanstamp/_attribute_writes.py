@@ -58,7 +58,8 @@ def _internals_as_expected() -> bool:
             and type(attributes._dict) is dict
             and attributes._immutable is False
             and all(hasattr(attributes, name) for name in ("maxlen", "max_value_len", "dropped"))
-            and hasattr(attributes._lock, "__enter__")
+            and hasattr(attributes._lock, "acquire")
+            and hasattr(attributes._lock, "release")
         )
     except Exception:
         return False
@@ -170,7 +171,10 @@ def restore_ending(span: Span, found: dict[str, AttributeValue], final: tuple[st
         return False
     # The mapping's own lock, which guards its store and dropped count; the span's
     # set_attribute refuses to write once ended, so nothing else writes here now.
-    with attributes._lock:
+    # acquire()/release(): `with` cost twice as much for the same lock.
+    lock = attributes._lock
+    lock.acquire()
+    try:
         if not attributes.dropped:
             # Nothing was evicted, so only a final id written over needs putting back. The
             # values stored are the very objects stamped (plain str are stored as they
@@ -180,7 +184,16 @@ def restore_ending(span: Span, found: dict[str, AttributeValue], final: tuple[st
                     break
             else:
                 return True
-        missing, evicted = lacking(store, found, final)
+            missing, evicted = lacking(store, found, final)
+        elif store.keys().isdisjoint(found):
+            # The usual long span: the limit evicted every stamped value (they were set
+            # first), so all of them are missing and none was written over: what
+            # lacking() finds, without its loop (~3,000 instructions).
+            missing, evicted = found, len(found)
+        else:
+            missing, evicted = lacking(store, found, final)
         if missing:
             attributes.dropped += add_last(store, clean(missing, attributes.max_value_len), attributes.maxlen) - evicted
+    finally:
+        lock.release()
     return True

@@ -26,11 +26,14 @@ from typing import Final, Generic, TypeVar
 
 from opentelemetry.sdk.trace import Span
 
+from spanstamp._span_context import span_id_of
+
 V = TypeVar("V")
 
 #: What one entry costs beyond its value, in bytes, as tracemalloc measures it on
-#: CPython 3.11 (dict slot, key, tuple, weak reference and its callback: about 490), rounded up.
-ENTRY_BYTES: Final = 512
+#: CPython 3.11 (the entry, a weak reference with three slots, its dict slot and key: about
+#: 170), rounded up.
+ENTRY_BYTES: Final = 256
 
 
 def size_of(values: Mapping[str, object]) -> int:
@@ -53,6 +56,22 @@ def size_of(values: Mapping[str, object]) -> int:
     return size
 
 
+class _Entry(weakref.ref[Span], Generic[V]):
+    """One open span's entry: a weak reference to it that also holds its id, value and size.
+
+    One object per span, created by weakref's own C constructor (no Python ``__new__``
+    or ``__init__``, which made weakref.KeyedRef three times as costly); the one callback
+    of the table reads the id from it::
+
+        entry = _Entry(span, callback); entry.span_id, entry.value, entry.size = 1, v, 512
+    """
+
+    __slots__ = ("size", "span_id", "value")
+    span_id: int
+    value: V
+    size: int
+
+
 class OpenSpans(Generic[V]):
     """Values kept per open span, by span id, held weakly to the span and bounded in bytes.
 
@@ -66,7 +85,7 @@ class OpenSpans(Generic[V]):
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
-        self._entries: dict[int, tuple[weakref.ref[Span], V, int]] = {}
+        self._entries: dict[int, _Entry[V]] = {}
         # Counted without a lock: concurrent updates may be lost, so it is recounted
         # (under the lock) before anything is evicted for it.
         self._bytes = 0
@@ -74,30 +93,26 @@ class OpenSpans(Generic[V]):
         # The callback holds the table weakly: a processor dropped with open spans goes.
         table = weakref.ref(self)
 
-        def forget(span_id: int, ref: weakref.ref[Span]) -> None:
+        def forget(entry: _Entry[V]) -> None:
             # The span was collected without ending. This may run in any thread, inside
             # the garbage collector: one dict step, no lock.
             found = table()
             if found is not None:
-                entry = found._entries.get(span_id)
-                if entry is not None and entry[0] is ref and found._entries.pop(span_id, None) is not None:
-                    found._bytes -= entry[2]
+                span_id = entry.span_id
+                if found._entries.get(span_id) is entry and found._entries.pop(span_id, None) is not None:
+                    found._bytes -= entry.size
 
         self._forget = forget
 
     def add(self, span: Span, value: V, size: int) -> None:
         """Keep ``value`` for ``span`` (``size``: its bytes beyond the entry's own cost)."""
-        span_id = span.context.span_id
-        size += ENTRY_BYTES
-        forget = self._forget
-
-        # A plain reference with a small callback: weakref.KeyedRef, written in Python,
-        # costs three times as much to create.
-        def gone(ref: weakref.ref[Span], span_id: int = span_id) -> None:
-            forget(span_id, ref)
-
-        ref = weakref.ref(span, gone)
-        self._entries[span_id] = (ref, value, size)
+        # One object per span (a closure and a tuple beside the reference cost ~1,000
+        # instructions more, valgrind).
+        entry: _Entry[V] = _Entry(span, self._forget)
+        entry.span_id = span_id = span_id_of(span.context)
+        entry.value = value
+        entry.size = size = size + ENTRY_BYTES
+        self._entries[span_id] = entry
         self._bytes += size
         if self._bytes > self._max_bytes:
             self._shrink()
@@ -107,29 +122,29 @@ class OpenSpans(Generic[V]):
             entries = self._entries
             # Recounted exactly; then the oldest go, down to nine tenths of the budget,
             # so that a table kept full recounts once per tenth of it, not on every add.
-            total = sum(entry[2] for entry in list(entries.values()))
+            total = sum(entry.size for entry in list(entries.values()))
             if total > self._max_bytes:
                 target = self._max_bytes - self._max_bytes // 10
                 while total > target and entries:
                     entry = entries.pop(next(iter(entries)), None)
                     if entry is not None:
-                        total -= entry[2]
+                        total -= entry.size
             self._bytes = total
 
     def get(self, span_id: int) -> V | None:
         """The value kept for the open span with this id, or ``None``."""
         entry = self._entries.get(span_id)
-        if entry is None or entry[0]() is None:
+        if entry is None or entry() is None:
             return None
-        return entry[1]
+        return entry.value
 
     def pop(self, span_id: int) -> V | None:
         """Forget the span with this id (it ended); its value, or ``None``."""
         entry = self._entries.pop(span_id, None)
         if entry is None:
             return None
-        self._bytes -= entry[2]
-        return entry[1]
+        self._bytes -= entry.size
+        return entry.value
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -89,13 +89,17 @@ class LocalTrace:
         return freed
 
     def decision(self) -> tuple[dict[str, AttributeValue], dict[str, AttributeValue]]:
-        """The values to fill on every span, and the input/output to copy onto the roots."""
+        """The values to fill on every span, and the input/output to copy onto the roots.
+
+        Taken once, as the trace ends: nothing is noted after it, so the values noted may
+        be what it returns (never modified; shared by the spans filled from it).
+        """
         values = self.values
         if values.get(_SESSION_ID) is _SEVERAL:  # a batch job: never guess
             return {}, {}
-        # Usually every key had one value: the copy is all there is to it.
+        # Usually every key had one value: then they are the decision as they are.
         fills: dict[str, AttributeValue] = (
-            dict(values)  # type: ignore[arg-type]
+            values  # type: ignore[assignment]
             if _SEVERAL not in values.values()
             else {key: value for key, value in values.items() if isinstance(value, str)}
         )

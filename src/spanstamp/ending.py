@@ -22,6 +22,7 @@ from opentelemetry.util.types import AttributeValue
 
 from spanstamp import privacy, repairs
 from spanstamp._open_spans import OpenSpans
+from spanstamp._span_context import span_id_of
 from spanstamp._spans import overwritten, restore
 from spanstamp.integrations import langchain as _langchain
 
@@ -54,7 +55,7 @@ def for_export(
     if stamped is not None:
         try:
             context = span.context
-            entry = stamped.pop(context.span_id) if context is not None else None
+            entry = stamped.pop(span_id_of(context)) if context is not None else None
             if entry is not None:
                 found, final, restored = entry
                 # A scope's id wins over one written later: OpenInference's LangChain

@@ -21,6 +21,7 @@ from spanstamp import options, privacy, rules, tracefill
 from spanstamp._attribute_writes import restore_ending, write, write_plain
 from spanstamp._open_spans import OpenSpans, size_of
 from spanstamp._runtime import get_current
+from spanstamp._span_context import span_id_of
 from spanstamp.context import collect
 from spanstamp.context_read import named_ids, read_plain
 from spanstamp.ending import Stamped, for_export
@@ -317,7 +318,7 @@ class SessionSpanProcessor(SpanProcessor):
         # is needed at on_end (ending.py).
         if self._guarded is not None:
             try:
-                entry = self._guarded.get(span.context.span_id)
+                entry = self._guarded.get(span_id_of(span.context))
                 if entry is not None:  # restore_ending() tests first what it need not do
                     entry[2] = restore_ending(span, entry[0], entry[1])
             except Exception:
