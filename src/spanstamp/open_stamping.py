@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from spanstamp._open_spans import OpenSpans
+from spanstamp._span_context import is_remote_of, span_id_of
 
 #: An open span's entry: (a weak reference to) its local root.
 Roots = OpenSpans[weakref.ref[Span]]
@@ -30,7 +31,7 @@ def track(spans: Roots, span: Span) -> None:
     parent = span.parent
     # Below a parent this processor never saw start (another provider's), the span is
     # the root of what this processor can stamp.
-    root = None if parent is None or parent.is_remote else spans.get(parent.span_id)
+    root = None if parent is None or is_remote_of(parent) else spans.get(span_id_of(parent))
     # The root is held weakly too: a child kept alive does not keep its root alive.
     spans.add(span, weakref.ref(span) if root is None else root, 0)
 
@@ -42,7 +43,7 @@ def open_root(spans: Roots, span: object) -> tuple[Span, Span] | None:
     """
     if not isinstance(span, Span) or not span.is_recording():
         return None
-    root_ref = spans.get(span.context.span_id)
+    root_ref = spans.get(span_id_of(span.context))
     if root_ref is None:
         return None
     return span, root_ref() or span  # a root no longer referenced: the span alone

@@ -330,8 +330,8 @@ class SessionSpanProcessor(SpanProcessor):
         """Put back evicted ids and hand ``span`` to the downstream processor, if there is one."""
         if self._direct:  # stamping alone keeps nothing to forget, has no one to hand to
             return
-        if self._open is not None and span.context is not None:
-            self._open.pop(span.context.span_id)
+        if self._open is not None and (context := span.context) is not None:
+            self._open.pop(span_id_of(context))
         downstream = self._downstream
         if downstream is None:
             return

@@ -29,7 +29,7 @@ from spanstamp._held_traces import (
     FILL_TRACES_ENV,
     _HeldTraces,
 )
-from spanstamp._span_context import ids_and_flags_of, ids_of, is_remote_of
+from spanstamp._span_context import ids_and_flags_of, ids_of, is_remote_of, span_id_of
 from spanstamp._traces import LocalTrace, fill
 
 __all__ = [
@@ -236,7 +236,7 @@ class TraceFillProcessor(_HeldTraces, SpanProcessor):
             return ready
         # Copies are built outside the lock: other threads' spans need not wait for them.
         for ended in [*trace.held, span]:
-            root = ended.context is not None and ended.context.span_id in trace.roots
+            root = (context := ended.context) is not None and span_id_of(context) in trace.roots
             ready.append(fill(ended, fills, copied if root else None))
         return ready
 
