@@ -184,14 +184,7 @@ def restore_ending(span: Span, found: dict[str, AttributeValue], final: tuple[st
                     break
             else:
                 return True
-            missing, evicted = lacking(store, found, final)
-        elif store.keys().isdisjoint(found):
-            # The usual long span: the limit evicted every stamped value (they were set
-            # first), so all of them are missing and none was written over: what
-            # lacking() finds, without its loop (~3,000 instructions).
-            missing, evicted = found, len(found)
-        else:
-            missing, evicted = lacking(store, found, final)
+        missing, evicted = lacking(store, found, final)
         if missing:
             attributes.dropped += add_last(store, clean(missing, attributes.max_value_len), attributes.maxlen) - evicted
     finally:

@@ -178,10 +178,16 @@ def lacking(
     """What of ``found`` a span with attributes ``current`` lacks, and how many of those it lacks entirely.
 
     A ``final`` key it holds with another value counts as lacking too (it was overwritten,
-    so it was never counted as dropped)::
+    so it was never counted as dropped). When it lacks them all, the mapping returned is
+    ``found`` itself, to be read, not changed::
 
         lacking({"user.id": "u-1"}, {"session.id": "s-1", "user.id": "u-1"}, ())  # -> ({"session.id": "s-1"}, 1)
     """
+    if current.keys().isdisjoint(found):
+        # The usual long span: the count limit evicted every stamped value (they were set
+        # first), so none can have been written over; one test where the loop below cost
+        # ~3,000 instructions more. ``found`` itself: the callers only read what is missing.
+        return found, len(found)
     # A loop, not comprehensions: each is a call of its own, and this runs as spans end.
     missing: dict[str, AttributeValue] = {}
     absent = 0
